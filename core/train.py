@@ -1,0 +1,107 @@
+"""The training loop: epochs of shuffled mini-batches, evaluated after each epoch."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .data import Dataset
+from .errors import DivergenceError
+from .protocols import Loss, Module, Optimizer
+
+#: A callback receives each epoch's record (it may add keys to it) and the model.
+Callback = Callable[[dict[str, Any], Module], None]
+
+
+def accuracy(prediction: Tensor, target: Tensor) -> float:
+    """Fraction of correct labels: threshold 0.5 for one output, argmax for several."""
+    if prediction.shape[1] == 1:
+        correct = (prediction > 0.5) == (target > 0.5)
+    else:
+        correct = prediction.argmax(1) == target.argmax(1)
+    return float(correct.to(torch.float64).mean())
+
+
+def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data``, in chunks to bound memory."""
+    score = getattr(loss, "accuracy", accuracy)
+    total_loss = total_correct = 0.0
+    for start in range(0, len(data), chunk):
+        x, y = data.x[start : start + chunk], data.y[start : start + chunk]
+        prediction = model.forward(x)
+        total_loss += float(loss.forward(prediction, y)) * len(x)
+        total_correct += score(prediction, y) * len(x)
+    return total_loss / len(data), total_correct / len(data)
+
+
+def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
+    params = model.parameters()
+    if not params:
+        return torch.get_default_dtype(), torch.device("cpu")
+    return params[0].data.dtype, params[0].data.device
+
+
+def fit(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer,
+    train: Dataset,
+    test: Dataset | None = None,
+    *,
+    epochs: int = 100,
+    batch_size: int = 100,
+    seed: int = 0,
+    schedule: Callable[[int], float] | None = None,
+    evaluate_every_epoch: bool = True,
+    callbacks: Iterable[Callback] = (),
+    start_epoch: int = 1,
+) -> list[dict[str, Any]]:
+    """Train and return the history: one record per epoch with ``epoch``, ``lr``,
+    ``train_loss``, ``train_accuracy`` and, given ``test``, ``test_loss`` and ``test_accuracy``.
+
+    The data is moved to the model's dtype and device. Shuffling draws from a generator
+    seeded with ``seed``, so a run is reproducible. A NaN or infinite loss raises
+    :class:`DivergenceError` naming the epoch and step.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    dtype, device = model_dtype_device(model)
+    train = train.to(device, dtype)
+    test = test.to(device, dtype) if test is not None else None
+    generator = torch.Generator().manual_seed(seed)
+    # Resuming at epoch k must shuffle as the uninterrupted run did.
+    for _ in range(start_epoch - 1):
+        torch.randperm(len(train), generator=generator)
+    callbacks = list(callbacks)
+    history = []
+    forward, backward = model.forward, model.backward
+    for epoch in range(start_epoch, epochs + 1):
+        if schedule is not None:
+            optimizer.lr = schedule(epoch)
+        step_losses = []
+        for x, y in train.batches(batch_size, generator):
+            optimizer.zero_grad()
+            step_losses.append(loss.forward(forward(x), y))
+            backward(loss.backward())
+            optimizer.step()
+        losses = torch.stack(step_losses)  # one check per epoch, not a sync per step
+        if not bool(torch.isfinite(losses).all()):
+            step = int((~torch.isfinite(losses)).nonzero()[0]) + 1
+            raise DivergenceError(epoch, step, optimizer.lr)
+        record: dict[str, Any] = {"epoch": epoch, "lr": optimizer.lr}
+        if evaluate_every_epoch or epoch == epochs:
+            record["train_loss"], record["train_accuracy"] = evaluate(model, loss, train)
+            if test is not None:
+                record["test_loss"], record["test_accuracy"] = evaluate(model, loss, test)
+        else:
+            record["train_loss"] = float(losses.mean())
+        if not math.isfinite(record["train_loss"]):
+            raise DivergenceError(epoch, len(step_losses), optimizer.lr)
+        for callback in callbacks:
+            callback(record, model)
+        history.append(record)
+    return history

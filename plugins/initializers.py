@@ -1,0 +1,54 @@
+"""Weight initialisations for Linear; each fills ``weight`` and ``bias`` in place."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from minidl import hookimpl
+
+
+def default(weight: Tensor, bias: Tensor, gain: float = 1.0) -> None:
+    """``torch.nn.Linear``'s: uniform in +-gain/sqrt(fan_in), bias likewise, drawn in that order
+    from the global generator, so a torch twin seeded alike gets the same weights."""
+    bound = gain / math.sqrt(weight.shape[1])
+    weight.uniform_(-bound, bound)
+    bias.uniform_(-bound, bound)
+
+
+def xavier(weight: Tensor, bias: Tensor, gain: float = 1.0) -> None:
+    """Glorot uniform: variance 2 / (fan_in + fan_out) times gain^2; zero bias."""
+    fan_out, fan_in = weight.shape
+    bound = gain * math.sqrt(6 / (fan_in + fan_out))
+    weight.uniform_(-bound, bound)
+    bias.zero_()
+
+
+def xavier_normal(weight: Tensor, bias: Tensor, gain: float = 1.0) -> None:
+    fan_out, fan_in = weight.shape
+    weight.normal_(0, gain * math.sqrt(2 / (fan_in + fan_out)))
+    bias.zero_()
+
+
+def he(weight: Tensor, bias: Tensor, gain: float = math.sqrt(2)) -> None:
+    """Kaiming uniform for ReLU: variance gain^2 / fan_in; zero bias."""
+    bound = gain * math.sqrt(3 / weight.shape[1])
+    weight.uniform_(-bound, bound)
+    bias.zero_()
+
+
+def he_normal(weight: Tensor, bias: Tensor, gain: float = math.sqrt(2)) -> None:
+    weight.normal_(0, gain / math.sqrt(weight.shape[1]))
+    bias.zero_()
+
+
+@hookimpl
+def register_initializers(register: Callable[[str, Any], None]) -> None:
+    register("default", default)
+    register("xavier", xavier)
+    register("xavier_normal", xavier_normal)
+    register("he", he)
+    register("he_normal", he_normal)

@@ -1,0 +1,82 @@
+"""SGD and the standard Adam (Kingma & Ba), each a few operations on one flat buffer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minidl import FlatOptimizer, Parameter, hookimpl
+from minidl.optim import check_hyperparameter
+
+
+class SGD(FlatOptimizer):
+    """``w <- w - lr * grad``."""
+
+    def __init__(self, parameters: Iterable[Parameter], lr: float) -> None:
+        super().__init__(parameters, lr)
+
+    def step(self) -> None:
+        self.data.add_(self.grad, alpha=-self.lr)
+
+    def __repr__(self) -> str:
+        return f"SGD(lr={self.lr:g})"
+
+
+class Adam(FlatOptimizer):
+    """Adam as ``torch.optim.Adam`` computes it: epsilon is added outside the square root
+    of the bias-corrected second moment (the seed report put it inside)."""
+
+    def __init__(
+        self,
+        parameters: Iterable[Parameter],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(parameters, lr)
+        beta1, beta2 = betas
+        check_hyperparameter("beta1", beta1, 0.0, 1.0)
+        check_hyperparameter("beta2", beta2, 0.0, 1.0)
+        check_hyperparameter("eps", eps, 0.0)
+        check_hyperparameter("weight_decay", weight_decay, 0.0)
+        self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
+        self.steps = 0
+        self.m = torch.zeros_like(self.data)
+        self.v = torch.zeros_like(self.data)
+
+    def step(self) -> None:
+        self.steps += 1
+        grad = self.grad
+        if self.weight_decay:
+            grad = grad.add(self.data, alpha=self.weight_decay)
+        self.m.lerp_(grad, 1 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        bias1 = 1 - self.beta1**self.steps
+        bias2_sqrt = math.sqrt(1 - self.beta2**self.steps)
+        denom = (self.v.sqrt() / bias2_sqrt).add_(self.eps)
+        self.data.addcdiv_(self.m, denom, value=-self.lr / bias1)
+
+    def state_dict(self) -> dict[str, Tensor | float | int]:
+        return {"lr": self.lr, "steps": self.steps, "m": self.m.clone(), "v": self.v.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor | float | int]) -> None:
+        super().load_state_dict(state)
+        self.steps = int(state["steps"])
+        for name in ("m", "v"):
+            value = state[name]
+            assert isinstance(value, Tensor)
+            getattr(self, name).copy_(value)
+
+    def __repr__(self) -> str:
+        return f"Adam(lr={self.lr:g}, betas=({self.beta1:g}, {self.beta2:g}), eps={self.eps:g})"
+
+
+@hookimpl
+def register_optimizers(register: Callable[[str, Any], None]) -> None:
+    register("sgd", SGD)
+    register("adam", Adam)
