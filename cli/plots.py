@@ -94,9 +94,10 @@ def decision_boundary(
         cmap="RdBu",
         alpha=0.25,
     )
+    names = {0: "outside (0)", 1: "inside (1)"} if disc else {0: "label 0", 1: "label 1"}
     for value, colour in ((0, "tab:red"), (1, "tab:blue")):
         mask = actual == value
-        ax.scatter(x[mask, 0].numpy(), x[mask, 1].numpy(), s=6, c=colour, label=f"label {value}")
+        ax.scatter(x[mask, 0].numpy(), x[mask, 1].numpy(), s=6, c=colour, label=names[value])
     if wrong:
         points = torch.tensor([w["input"] for w in wrong], dtype=torch.float64)
         ax.scatter(
