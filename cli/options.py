@@ -351,7 +351,7 @@ common_training_options = _apply(
         "--out",
         type=click.Path(file_okay=False),
         default=None,
-        help="Write results, plots (and the model) into this directory.",
+        help="Write the results, plots and (train) the model into this directory.",
     ),
 )
 

@@ -97,13 +97,18 @@ def grid(
 
 
 def round_config(base: TrainConfig, row: Row, round_index: int) -> TrainConfig:
-    """The configuration of one round of one row."""
+    """The configuration of one round of one row. The base's ``eps`` goes to the rows whose
+    optimizer takes one (so Table I's SGD rows ignore ``--eps``)."""
+    eps = base.eps
+    if eps is not None and not accepts(registry.get("optimizer", row.optimizer), "eps"):
+        eps = None
     return base.replace(
         activation=row.activation,
         optimizer=row.optimizer,
         lr=row.lr,
         beta1=row.beta1,
         beta2=row.beta2,
+        eps=eps,
         seed=base.seed + round_index,
     )
 

@@ -221,3 +221,13 @@ def test_reduced_table_i_agrees_with_the_torch_twin() -> None:
             )
     finally:
         torch.set_num_threads(threads)
+
+
+def test_eps_goes_to_the_optimizers_that_take_it() -> None:
+    base = minidl.TrainConfig(eps=1e-6)
+    assert round_config(base, TABLE_I[0], 0).eps is None  # SGD
+    assert round_config(base, TABLE_I[3], 0).eps == 1e-6  # Adam
+    result = invoke(
+        "sweep", "--eps", "1e-6", "--rounds", "1", "--epochs", "1", "--n-train", "50", "--json"
+    )
+    assert len(json.loads(result.stdout)["rows"]) == 6
