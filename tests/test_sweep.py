@@ -156,7 +156,7 @@ def test_cli_grid_flags() -> None:
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["--activation", "relu,nope"], ["'--activation'", "unknown activation 'nope'", "available: relu"]),
+        (["--activation", "relu,nope"], ["'--activation'", "unknown activation 'nope'", "relu, sigmoid"]),
         (["--optimizer", "adamw"], ["'--optimizer'", "unknown optimizer 'adamw'", "adam, sgd"]),
         (["--lr", "0.1,x"], ["'--lr'", "'0.1,x'"]),
         (["--lr", "0"], ["'--lr'", "0"]),
