@@ -87,7 +87,10 @@ def build(spec: str | list[LayerSpec], in_features: int | None) -> Sequential:
             raise SpecError(
                 f"model spec item {i + 1}: cannot build {LayerSpec(item.name, args, kwargs)}: {e}"
             ) from None
-        check_module(layer, f"model spec item {i + 1} ({item.name})")
+        try:
+            check_module(layer, f"model spec item {i + 1} ({item.name})")
+        except TypeError as e:  # a plugin's bug, reported like any other bad spec item
+            raise SpecError(str(e)) from None
         width = getattr(layer, "out_features", width)
         layers.append(layer)
         resolved.append(LayerSpec(item.name, args, kwargs))
