@@ -237,3 +237,18 @@ def test_learning_curve_equals_torch_twin_with_standardize_partial_batches_and_a
             assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), (a["epoch"], key)
     for p, q in zip(model.parameters(), net.parameters(), strict=True):
         torch.testing.assert_close(p.data, q.detach(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_run_on_cuda_follows_the_cpu_run() -> None:
+    config = minidl.TrainConfig(
+        epochs=3, n_train=300, n_test=200, dtype="float64", lr=1e-2, standardize=True
+    )
+    cpu = minidl.run(config)
+    gpu = minidl.run(config, device="cuda")
+    assert {p.data.device.type for p in gpu.model.parameters()} == {"cuda"}
+    for a, b in zip(gpu.history, cpu.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-9)
+    for p, q in zip(gpu.model.parameters(), cpu.model.parameters(), strict=True):
+        torch.testing.assert_close(p.data.cpu(), q.data, rtol=1e-9, atol=1e-12)
