@@ -168,3 +168,18 @@ def test_atomic_write_replaces_whole_and_leaves_no_temporary_files(tmp_path: Pat
     atomic_write(target, b"new")
     assert target.read_text() == "new"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_unserializable_metadata_fails_before_touching_the_saved_model(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    first = minidl.build_model("linear(3), relu, linear(1)", 2)
+    minidl.save_model(first, tmp_path, {"run": 1})
+    second = minidl.build_model("linear(3), relu, linear(1)", 2)
+    with pytest.raises(ValueError, match="metadata must be JSON data"):
+        minidl.save_model(second, tmp_path, {"accuracy": torch.tensor(0.9)})
+    model, metadata = minidl.load_model(tmp_path)  # still the first model, whole
+    assert metadata == {"run": 1}
+    assert all(
+        torch.equal(p.data, q.data)
+        for p, q in zip(model.parameters(), first.parameters(), strict=True)
+    )
