@@ -47,3 +47,45 @@ def test_a_failing_rank_ends_the_job(tmp_path: Path) -> None:
         distributed.launch([sys.executable, WORKER, str(tmp_path / "run"), "20", "1"], 2)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "run.json").exists()
+
+
+def test_two_node_torchrun_on_loopback_equals_single_process(tmp_path: Path) -> None:
+    """Two torchrun launches, node ranks 0 and 1, as two machines would run them."""
+    import subprocess
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    port = str(distributed._free_port())
+    nodes = [
+        subprocess.Popen(
+            [
+                str(torchrun),
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(n),
+                "--nproc-per-node",
+                "1",
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                port,
+                WORKER,
+                str(tmp_path / "run"),
+                "20",
+                "-1",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for n in (0, 1)
+    ]
+    for node in nodes:
+        output, _ = node.communicate(timeout=120)
+        assert node.returncode == 0, output
+    history = json.loads((tmp_path / "run.json").read_text())
+    expected_history, expected_weights = single_process(20)
+    for a, b in zip(history, expected_history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-9)
+    for w, e in zip(torch.load(tmp_path / "run.pt"), expected_weights, strict=True):
+        torch.testing.assert_close(w, e, rtol=1e-9, atol=1e-12)
