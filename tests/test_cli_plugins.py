@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner, Result
+from test_registry import registry_state
 
 from minidl import registry
 from minidl.cli import cli
@@ -56,20 +57,11 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def isolated_registry() -> Iterator[None]:
-    """Plugins loaded by a test (and the commands they add) are gone after it."""
-    registry.load_plugins()
-    before = set(registry.pm.get_plugins())
-    broken = dict(registry.broken)
+    """Plugins loaded by a test, and the commands they add, are gone after it."""
     commands = dict(cli.commands)
     modules = set(sys.modules)
-    yield
-    for plugin in set(registry.pm.get_plugins()) - before:
-        registry.pm.unregister(plugin)
-    for name, plugin in list(registry.pm.list_name_plugin()):
-        if plugin is None:
-            registry.pm.unblock(name)
-    registry.broken.clear()
-    registry.broken.update(broken)
+    with registry_state():
+        yield
     cli.commands.clear()
     cli.commands.update(commands)
     for name in set(sys.modules) - modules:
