@@ -70,6 +70,8 @@ class ReLU(ModuleBase):
 
 
 class Sigmoid(ModuleBase):
+    output_range = (0.0, 1.0)  # targets outside it cannot be fitted (minidl.fit checks)
+
     # torch.sigmoid saturates cleanly for large |x|; 1 / (1 + exp(-x)) would overflow.
     def forward(self, x: Tensor) -> Tensor:
         self._output = torch.sigmoid(x)
@@ -81,6 +83,8 @@ class Sigmoid(ModuleBase):
 
 
 class Tanh(ModuleBase):
+    output_range = (-1.0, 1.0)
+
     def forward(self, x: Tensor) -> Tensor:
         self._output = torch.tanh(x)
         return self._output
