@@ -60,6 +60,12 @@ class Dataset:
             raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
         order = torch.randperm(len(self), generator=generator).to(self.x.device)
         cut = int(round(fraction * len(self)))
+        if not 0 < cut < len(self):
+            raise DataError(
+                f"cannot split {len(self)} point(s) into parts of {fraction:.0%} and "
+                f"{1 - fraction:.0%} with at least one point in each; use more points "
+                "(with --data, or give --test-data)"
+            )
         a, b = order[:cut], order[cut:]
         return Dataset(self.x[a], self.y[a]), Dataset(self.x[b], self.y[b])
 
@@ -73,43 +79,69 @@ def disc(n: int, generator: torch.Generator | None = None) -> Dataset:
 
 
 def load_csv(path: str | Path, *, targets: int = 1) -> Dataset:
-    """Numeric columns, the last ``targets`` of them the target; an optional header row."""
+    """Numeric columns, the last ``targets`` of them the target; an optional header row
+    (a first row in which no cell is a number). Errors name the file, the line and the cell."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets start with a BOM
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty; expected rows of numbers, the target last")
     rows: list[list[float]] = []
+    lines: list[int] = []
     width = 0
+    header = False
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         cells = [c.strip() for c in line.split(",")]
-        try:
-            values = [float(c) for c in cells]
-        except ValueError:
-            if not rows and width == 0:
-                width = len(cells)  # a header row: it fixes the width
+        numeric = [_is_float(c) for c in cells]
+        if not all(numeric):
+            if not rows and width == 0 and not any(numeric):
+                width, header = len(cells), True  # a header row: it fixes the width
                 continue
-            bad = next(c for c in cells if not _is_float(c))
-            raise DataError(f"{path}, line {lineno}: cell {bad!r} is not a number") from None
+            column = numeric.index(False)
+            raise DataError(
+                f"{path}, line {lineno}: cell {cells[column]!r} (column {column + 1}) is not a "
+                f"number: {_quote(line)}"
+            )
+        values = [float(c) for c in cells]
         if width == 0:
             width = len(values)
         if len(values) != width:
-            raise DataError(f"{path}, line {lineno}: {len(values)} columns, expected {width}")
+            expected = f"{width} (as {'the header' if header else 'the first row'})"
+            raise DataError(
+                f"{path}, line {lineno}: {len(values)} columns, expected {expected}: {_quote(line)}"
+            )
         if not all(math.isfinite(v) for v in values):
-            raise DataError(f"{path}, line {lineno}: NaN or infinite value")
+            raise DataError(f"{path}, line {lineno}: NaN or infinite value: {_quote(line)}")
         rows.append(values)
+        lines.append(lineno)
     if not rows:
-        raise DataError(f"{path}: no data rows")
+        raise DataError(f"{path}: no data rows, only a header")
     if width <= targets:
         raise DataError(
             f"{path}: {width} column(s); need at least one feature column and {targets} target column(s)"
         )
     data = torch.tensor(rows, dtype=torch.get_default_dtype())
+    finite = torch.isfinite(data).all(1)
+    if not bool(finite.all()):  # a value beyond the dtype's range, e.g. 1e39 in float32
+        i = int((~finite).nonzero()[0])
+        raise DataError(
+            f"{path}, line {lines[i]}: a value too large for {str(data.dtype).removeprefix('torch.')}: "
+            f"{_quote(text.splitlines()[lines[i] - 1])}"
+        )
     return Dataset(data[:, :-targets], data[:, -targets:])
+
+
+def _quote(line: str, limit: int = 80) -> str:
+    line = line.strip()
+    return repr(line if len(line) <= limit else line[: limit - 3] + "...")
 
 
 def _is_float(cell: str) -> bool:
