@@ -71,6 +71,9 @@ def fit(
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
+    for data, which in ((train, "training"), (test, "test")):
+        if data is not None and len(data) == 0:
+            raise DataError(f"the {which} set is empty")
     dtype, device = model_dtype_device(model)
     train = train.to(device, dtype)
     test = test.to(device, dtype) if test is not None else None
