@@ -13,8 +13,10 @@ import click
 import minidl
 from minidl import distributed, registry
 from minidl.errors import DivergenceError, MinidlError, PluginError
+from minidl.sweep import RoundFailed
 
 from .output import one_line
+from .signals import Interrupted, handle_signals
 
 #: ctx.meta key holding the --layer-plugin specs, which sweep workers must load too
 PLUGIN_SPECS = "minidl.layer_plugins"
@@ -34,7 +36,8 @@ def _one_line_warning(message: Any, category: Any, *args: Any, **kwargs: Any) ->
 class MinidlGroup(click.Group):
     """A click group whose errors are one line on stderr, never a traceback:
     usage errors (a bad option, name, spec, data file or model directory) exit with 2,
-    a diverged training or a failed write with 1. Commands that plugins add through the
+    a diverged training, a failed worker or a failed write with 1, SIGINT (Ctrl-C) and
+    SIGTERM with 130 and 143 (see docs/errors.md). Commands that plugins add through the
     ``register_commands(cli)`` hook appear once plugins are loaded."""
 
     _builtin: set[str] | None = None
@@ -53,7 +56,7 @@ class MinidlGroup(click.Group):
         self.raw_args = list(sys.argv[1:] if args is None else args)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), handle_signals():
             warnings.showwarning = _one_line_warning
             try:
                 rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -64,9 +67,15 @@ class MinidlGroup(click.Group):
                 fail(e.format_message() + hint, e.exit_code)
             except click.ClickException as e:
                 fail(e.format_message(), e.exit_code)
-            except click.Abort:
+            except click.Abort as e:
+                if isinstance(e.__context__, KeyboardInterrupt):  # no handler of ours ran
+                    fail(Interrupted(2).message, 130)
                 fail("aborted", 1)
-            except (DivergenceError, distributed.WorkerFailed) as e:
+            except Interrupted as e:
+                if os.environ.get(distributed.LAUNCHED):
+                    sys.exit(e.code)  # the launcher that stopped this rank says so, once
+                fail(e.message, e.code)
+            except (DivergenceError, distributed.WorkerFailed, RoundFailed) as e:
                 fail(str(e), 1)
             except (MinidlError, ValueError) as e:
                 fail(str(e), 2)
