@@ -12,7 +12,9 @@ import concurrent.futures
 import itertools
 import math
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .errors import DivergenceError
+from .errors import DivergenceError, MinidlError, PluginError
 from .experiment import TrainConfig, accepts, run, setup
 
 
@@ -166,8 +168,22 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+class RoundFailed(RuntimeError):
+    """A round failed for another reason than divergence (a plugin's bug, a worker process
+    that died): the sweep stops, naming the round."""
+
+    def __init__(self, row: Row, round_index: int, seed: int, error: str) -> None:
+        self.row, self.round_index, self.error = row, round_index, error
+        super().__init__(
+            f"round {round_index} of row {row.label} lr {row.lr:g} (seed {seed}) failed: {error}; "
+            "stopped the sweep"
+        )
+
+
 def run_round(config: TrainConfig) -> RoundResult:
     """Train one round; a diverged run is a result (the row's rate was too high), not a crash."""
+    if _worker_error is not None:  # the worker could not load a plugin: say so per round
+        raise PluginError(_worker_error)
     with single_thread():
         try:
             result = run(config)
@@ -188,12 +204,37 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+_worker_error: str | None = None
+
+
 def _init_worker(plugins: Sequence[str]) -> None:
+    global _worker_error
+    # Ctrl-C reaches the whole process group; the parent alone answers it, and stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     import minidl  # noqa: F401  (autograd off, built-in plugins)
 
-    for spec in plugins:
-        registry.load_plugin(spec)
+    # An initializer that raises leaves only "BrokenProcessPool"; keep the reason for the rounds.
+    try:
+        for spec in plugins:
+            registry.load_plugin(spec)
+    except Exception as e:
+        _worker_error = f"a worker process could not load plugin {spec!r}: {e}"
+
+
+def stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """End a pool now: cancel what has not started and terminate the workers (their
+    running rounds are lost), rather than wait for every running round to finish."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join()
 
 
 Progress = Callable[[int, int], None]
@@ -227,7 +268,12 @@ def sweep(
     results: list[RoundResult | None] = [None] * len(tasks)
     if jobs == 1:
         for k, (_, config) in enumerate(tasks):
-            results[k] = run_round(config)
+            try:
+                results[k] = run_round(config)
+            except MinidlError:
+                raise
+            except Exception as e:
+                raise _failed(rows, tasks, base, k, f"{type(e).__name__}: {e}") from e
             if progress is not None:
                 progress(k + 1, len(tasks))
     else:
@@ -241,11 +287,19 @@ def sweep(
         try:
             futures = {pool.submit(run_round, config): k for k, (_, config) in enumerate(tasks)}
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
-                results[futures[future]] = future.result()
+                k = futures[future]
+                try:
+                    results[k] = future.result()
+                except BrokenProcessPool:
+                    raise _failed(rows, tasks, base, k, "its worker process died") from None
+                except MinidlError:
+                    raise
+                except Exception as e:
+                    raise _failed(rows, tasks, base, k, f"{type(e).__name__}: {e}") from e
                 if progress is not None:
                     progress(done, len(tasks))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # no worker outlives the sweep
+            stop_workers(pool)  # no worker outlives the sweep, and none keeps it waiting
             raise
         pool.shutdown()
     table = [RowResult(row) for row in rows]
@@ -259,3 +313,14 @@ def sweep(
             entry.accuracies.append(outcome.test_accuracy)
             entry.train_accuracies.append(outcome.train_accuracy)
     return table
+
+
+def _failed(
+    rows: Sequence[Row],
+    tasks: Sequence[tuple[int, TrainConfig]],
+    base: TrainConfig,
+    k: int,
+    error: str,
+) -> RoundFailed:
+    i, config = tasks[k]
+    return RoundFailed(rows[i], config.seed - base.seed, config.seed, error)
