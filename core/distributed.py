@@ -130,6 +130,10 @@ class WorkerFailed(RuntimeError):
         )
 
 
+#: Set in the environment of the ranks that :func:`launch` starts.
+LAUNCHED = "MINIDL_LAUNCHED"
+
+
 def launch(command: Sequence[str], nproc: int, grace_s: float = 5.0) -> None:
     """Run ``command`` as ``nproc`` ranks of one job on this machine, as torchrun would.
 
@@ -142,6 +146,7 @@ def launch(command: Sequence[str], nproc: int, grace_s: float = 5.0) -> None:
         MASTER_PORT=str(_free_port()),
         WORLD_SIZE=str(nproc),
         LOCAL_WORLD_SIZE=str(nproc),
+        **{LAUNCHED: "1"},
     )
     procs = [
         subprocess.Popen(
