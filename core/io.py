@@ -10,6 +10,7 @@ import json
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from .errors import ModelFileError, SpecError
+from .protocols import Module, Optimizer
 from .sequential import Sequential
 from .spec import LayerSpec, build
 
@@ -158,3 +160,153 @@ def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
         p.data = t.to(p.data.dtype)
     metadata = architecture.get("metadata", {})
     return model, metadata if isinstance(metadata, dict) else {}
+
+
+# --- checkpoints: what `train --out DIR --resume` continues from ---------------------------
+
+CHECKPOINT = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = "minidl-checkpoint"
+
+
+@dataclass
+class Checkpoint:
+    """A training run after ``epoch`` epochs: weights, optimizer state, history, config."""
+
+    epoch: int
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    weights: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor | float | int]
+
+
+def _parameter_names(model: Module) -> list[str]:
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        return [f"0.{j}" for j in range(len(model.parameters()))]
+    return [f"{i}.{j}" for i, layer in enumerate(layers) for j in range(len(layer.parameters()))]
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Module,
+    optimizer: Optimizer,
+    *,
+    epoch: int,
+    history: list[dict[str, Any]],
+    config: dict[str, Any],
+) -> None:
+    """One file, written atomically: safetensors holding the weights and the optimizer's
+    tensors, with the epoch, history, config and the optimizer's numbers as JSON metadata.
+    The optimizer must have ``state_dict()`` (every :class:`minidl.FlatOptimizer` has)."""
+    state_dict = getattr(optimizer, "state_dict", None)
+    if not callable(state_dict):
+        raise ValueError(
+            f"optimizer {type(optimizer).__name__} has no state_dict(), so its run cannot be "
+            "checkpointed (subclass minidl.FlatOptimizer, or define state_dict and load_state_dict)"
+        )
+    tensors = {
+        f"model.{n}": p.data.detach().to("cpu").contiguous()
+        for n, p in zip(_parameter_names(model), model.parameters(), strict=True)
+    }
+    numbers: dict[str, float | int] = {}
+    for key, value in state_dict().items():
+        if isinstance(value, torch.Tensor):
+            tensors[f"optimizer.{key}"] = value.detach().to("cpu").contiguous()
+        else:
+            numbers[key] = value
+    try:
+        state = json.dumps(
+            {"epoch": epoch, "history": history, "config": config, "optimizer": numbers},
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot checkpoint this run: its state is not JSON data ({e})") from None
+    metadata = {"format": CHECKPOINT_FORMAT, "version": str(VERSION), "state": state}
+    atomic_write(path, save_tensors(tensors, metadata))
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`: data only, never code."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such checkpoint") from None
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        tensors = load_tensors(raw)
+        metadata = _safetensors_metadata(raw)
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a {CHECKPOINT_FORMAT} file")
+        if metadata.get("version") != str(VERSION):
+            raise ValueError(f"format version {metadata.get('version')!r}, expected {VERSION}")
+        state = json.loads(metadata["state"])
+        epoch, history, config = state["epoch"], state["history"], state["config"]
+        numbers = state["optimizer"]
+        if not (
+            isinstance(epoch, int)
+            and epoch >= 1
+            and isinstance(history, list)
+            and len(history) == epoch
+            and all(isinstance(r, dict) for r in history)
+            and isinstance(config, dict)
+            and isinstance(numbers, dict)
+            and all(isinstance(v, int | float) for v in numbers.values())
+        ):
+            raise ValueError("its epoch, history, config or optimizer state is malformed")
+    except Exception as e:
+        raise ModelFileError(f"{path}: not a valid checkpoint ({e})") from None
+    optimizer: dict[str, torch.Tensor | float | int] = dict(numbers)
+    weights = {}
+    for name, t in tensors.items():
+        if name.startswith("optimizer."):
+            optimizer[name.removeprefix("optimizer.")] = t
+        elif name.startswith("model."):
+            weights[name.removeprefix("model.")] = t
+    return Checkpoint(epoch, history, config, weights, optimizer)
+
+
+def _safetensors_metadata(raw: bytes) -> dict[str, str]:
+    if len(raw) < 8:
+        raise ValueError("truncated header")
+    size = int.from_bytes(raw[:8], "little")
+    if size > min(len(raw) - 8, _MAX_JSON):
+        raise ValueError("truncated header")
+    header = json.loads(raw[8 : 8 + size].decode("utf-8"))
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    if not isinstance(metadata, dict):
+        raise ValueError("malformed metadata")
+    return {str(k): str(v) for k, v in metadata.items()}
+
+
+def restore(checkpoint: Checkpoint, model: Module, optimizer: Optimizer) -> None:
+    """Put a checkpoint's weights and optimizer state into a freshly built model and optimizer."""
+    names = _parameter_names(model)
+    if set(names) != set(checkpoint.weights):
+        raise ModelFileError(
+            f"the checkpoint holds weights {sorted(checkpoint.weights)}, the model has {names}"
+        )
+    for name, p in zip(names, model.parameters(), strict=True):
+        t = checkpoint.weights[name]
+        if t.shape != p.shape:
+            raise ModelFileError(
+                f"the checkpoint's tensor {name} has shape {tuple(t.shape)}, the model's {tuple(p.shape)}"
+            )
+        p.data = t.to(dtype=p.data.dtype, device=p.data.device)
+    load_state_dict = getattr(optimizer, "load_state_dict", None)
+    if not callable(load_state_dict):
+        raise ValueError(f"optimizer {type(optimizer).__name__} has no load_state_dict()")
+    device = model.parameters()[0].data.device if model.parameters() else torch.device("cpu")
+    try:
+        load_state_dict(
+            {
+                k: v.to(device) if isinstance(v, torch.Tensor) else v
+                for k, v in checkpoint.optimizer.items()
+            }
+        )
+    except (KeyError, RuntimeError, ValueError, TypeError, AssertionError) as e:
+        raise ModelFileError(
+            f"the checkpoint's optimizer state does not fit {type(optimizer).__name__}: "
+            f"{type(e).__name__}: {e}"
+        ) from None
