@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,10 +16,11 @@ import torch
 from . import registry
 from .data import Dataset, load_csv
 from .distributed import DataParallel
+from .io import Checkpoint, restore
 from .protocols import Loss, Optimizer
 from .sequential import Sequential
 from .spec import LayerSpec, build, mlp, parse
-from .train import Callback, fit
+from .train import Callback, Checkpointer, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -146,17 +149,27 @@ def run(
     config: TrainConfig | None = None,
     callbacks: Iterable[Callback] = (),
     data_parallel: bool = False,
+    *,
+    checkpoint: str | Path | None = None,
+    resume: Checkpoint | None = None,
     **changes: Any,
 ) -> RunResult:
     """Train as ``config`` (the seed's experiment by default, with ``changes`` applied) says.
 
     ``data_parallel=True`` trains as one rank of the initialised torch.distributed process
     group (see :mod:`minidl.distributed`); every rank gets the same result.
+    ``checkpoint`` names a file to save the run to as it goes (see :class:`minidl.train.Checkpointer`);
+    ``resume`` continues such a run (:func:`minidl.io.load_checkpoint`) to the same result
+    as had it not stopped.
     """
     config = (config or TrainConfig()).replace(**changes)
     model, loss, optimizer, train, test = setup(config)
     schedule = registry.get("schedule", config.schedule)(config.lr, config.epochs)
-    history = fit(
+    done = [] if resume is None else resumed_history(resume, config, model, optimizer)
+    if checkpoint is not None:
+        saver = Checkpointer(checkpoint, model, optimizer, config_dict(config), done)
+        callbacks = [*callbacks, saver]
+    history = done + fit(
         model,
         loss,
         DataParallel(optimizer) if data_parallel else optimizer,
@@ -167,8 +180,27 @@ def run(
         seed=config.seed,
         schedule=schedule,
         callbacks=callbacks,
+        start_epoch=len(done) + 1,
     )
     return RunResult(config, model, loss, optimizer, train, test, history)
+
+
+def resumed_history(
+    checkpoint: Checkpoint, config: TrainConfig, model: Sequential, optimizer: Optimizer
+) -> list[dict[str, Any]]:
+    """Load a checkpoint of a run of ``config`` into its model and optimizer; its history."""
+    saved, current = checkpoint.config, config_dict(config)
+    # The device may differ (a data-parallel rank's is cuda:RANK): the same run, moved.
+    differ = [
+        k for k in current if k != "device" and json.dumps(saved.get(k)) != json.dumps(current[k])
+    ]
+    if differ:
+        raise ValueError(
+            "the checkpoint is of a run with other settings: "
+            + ", ".join(f"{k} {saved.get(k)!r} there, {current[k]!r} here" for k in differ)
+        )
+    restore(checkpoint, model, optimizer)
+    return list(checkpoint.history)
 
 
 def accepts(factory: Any, keyword: str) -> bool:
