@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from minidl.experiment import (
     run,
     summary,
 )
-from minidl.io import atomic_write
+from minidl.io import CHECKPOINT, Checkpoint, atomic_write, load_checkpoint
 
-from . import plots
+from . import plots, signals
 from .options import (
     DEFAULTS,
     activation_callback,
@@ -30,11 +31,13 @@ from .options import (
     check_data_options,
     common_training_options,
     config_option,
+    explicit,
     model_callback,
     name_callback,
     out_dir,
 )
 from .output import csv_text, echo_json, one_line, percent, progress, table, write_json
+from .signals import Interrupted
 
 
 def train_options(f: Any) -> Any:
@@ -98,6 +101,13 @@ def train_options(f: Any) -> Any:
                 "Under torchrun, leave it out: the ranks come from the environment.",
             ),
             click.option(
+                "--resume",
+                is_flag=True,
+                help="Continue the interrupted run whose --out DIR is given, from its last "
+                "checkpoint (DIR/checkpoint.safetensors), to the result it would have had. Its "
+                "options come from the checkpoint; any given must agree with them.",
+            ),
+            click.option(
                 "--show-misclassified",
                 is_flag=True,
                 help="List the misclassified test points (with their distance to the disc's centre for 2-D inputs), as in the report's Fig. 3.",
@@ -118,6 +128,9 @@ def train(ctx: click.Context, **options: Any) -> None:
     """
     check_data_options(ctx, options)
     config = base_config(options)
+    resume = None
+    if options["resume"]:
+        config, resume = resumed(ctx, config, options["out"])
     rank, _, world_size = distributed.world_from_env()
     if options["nproc"] > 1 and world_size == 1:
         # Become the launcher: N copies of this command line, each a rank (as torchrun does).
@@ -127,7 +140,7 @@ def train(ctx: click.Context, **options: Any) -> None:
     if world_size > 1:
         config.device = distributed.init_from_env(config.device)
         if rank != 0:  # every rank trains; rank 0 alone prints and writes
-            run(config, data_parallel=True)
+            run(config, data_parallel=True, resume=resume)
             distributed.shutdown()
             return
     execute(
@@ -136,8 +149,49 @@ def train(ctx: click.Context, **options: Any) -> None:
         as_json=options["as_json"],
         show_misclassified=options["show_misclassified"],
         data_parallel=world_size > 1,
+        resume=resume,
     )
     distributed.shutdown()
+
+
+def resumed(
+    ctx: click.Context, config: TrainConfig, out: str | None
+) -> tuple[TrainConfig, Checkpoint]:
+    """The config and checkpoint of the interrupted run in ``out``; options given on this
+    command line must agree with the run's."""
+    if not out:
+        raise click.UsageError(
+            "--resume needs --out DIR, the directory of the interrupted run", ctx
+        )
+    path = Path(out) / CHECKPOINT
+    if not path.is_file():
+        finished = " (the run there finished)" if (Path(out) / "metrics.json").is_file() else ""
+        raise click.BadParameter(
+            f"no checkpoint to resume from in {out}{finished}: a run with --out DIR saves "
+            f"DIR/{CHECKPOINT} as it trains and removes it once its results are written",
+            param_hint="'--resume'",
+        )
+    checkpoint = load_checkpoint(path)
+    fields = TrainConfig.__dataclass_fields__
+    unknown = sorted(set(checkpoint.config) - set(fields))
+    if unknown:
+        raise click.BadParameter(
+            f"{path}: written by another minidl (unknown settings {', '.join(unknown)})",
+            param_hint="'--resume'",
+        )
+    saved = TrainConfig(**checkpoint.config)
+    differ = [
+        f"--{name.replace('_', '-')} {getattr(saved, name)!r} there, {getattr(config, name)!r} here"
+        for name in fields
+        if explicit(ctx, name) and getattr(saved, name) != getattr(config, name)
+    ]
+    if differ:
+        raise click.BadParameter(
+            f"the run in {out} had other options: {'; '.join(differ)} (leave them out to "
+            "resume it as it was)",
+            param_hint="'--resume'",
+        )
+    return saved, checkpoint
 
 
 def without_nproc(args: list[str]) -> list[str]:
@@ -159,19 +213,36 @@ def execute(
     as_json: bool = False,
     show_misclassified: bool = False,
     data_parallel: bool = False,
+    resume: Checkpoint | None = None,
 ) -> RunResult:
-    """Train as ``config`` says, then print and write what the options ask for."""
+    """Train as ``config`` says, then print and write what the options ask for. With
+    ``out``, the run is checkpointed into it as it trains (see ``--resume``)."""
     directory = out_dir(out) if out else None
+    checkpoint = directory / CHECKPOINT if directory is not None else None
+    if checkpoint is not None and resume is None and checkpoint.exists():
+        warnings.warn(
+            f"{out} holds the checkpoint of an unfinished run; starting a new run over it "
+            "(to continue that one instead: add --resume)",
+            UserWarning,
+            stacklevel=1,
+        )
+        checkpoint.unlink()
     with progress(config.epochs, "training") as update:
         try:
             result = run(
                 config,
                 callbacks=[lambda record, model: update(record["epoch"])],
                 data_parallel=data_parallel,
+                checkpoint=checkpoint,
+                resume=resume,
             )
         except SpecError as e:
             hint = "'--model'" if config.model else "'--hidden' / '--activation'"
             raise click.BadParameter(one_line(str(e)), param_hint=hint) from None
+        except Interrupted as e:
+            if checkpoint is not None and checkpoint.exists():
+                e.hint = f"continue from the checkpoint with: minidl-run train --out {out} --resume"
+            raise
     is_disc = config.data is None and config.dataset == "disc"
     wrong = misclassified(result.model, result.test)
     if is_disc:
@@ -245,6 +316,37 @@ def write_run(
     metrics = summary(result)
     metrics["minidl_version"] = minidl.__version__
     metrics["misclassified"] = len(wrong)
+    # Each file is replaced whole (atomic_write); and these, which belong together, all or
+    # none: a signal waits the few milliseconds until they are written.
+    with signals.deferred():
+        _write_results(directory, result, metrics, wrong, is_disc)
+        (directory / CHECKPOINT).unlink(missing_ok=True)  # the run is complete
+    files = ["metrics.json", "history.csv", "misclassified.csv", "model.json", "model.safetensors"]
+    if not plots.available():
+        return files, plots.MISSING
+    title = describe(result.config)
+    plots.curves(result.history, directory, title)
+    files += ["loss.png", "accuracy.png"]
+    if result.test.features == 2:
+        plots.decision_boundary(
+            result.model,
+            result.test,
+            wrong,
+            directory / "decision_boundary.png",
+            title,
+            disc=is_disc,
+        )
+        files.append("decision_boundary.png")
+    return files, ""
+
+
+def _write_results(
+    directory: Path,
+    result: RunResult,
+    metrics: dict[str, Any],
+    wrong: list[dict[str, Any]],
+    is_disc: bool,
+) -> None:
     write_json(directory / "metrics.json", metrics)
     atomic_write(directory / "history.csv", csv_text(result.history))
     atomic_write(
@@ -263,27 +365,10 @@ def write_run(
             "minidl_version": minidl.__version__,
             "plugins": {
                 name: registry.plugin_of("layer", name)
-                for name in {s.name for s in result.model.spec or []}
+                for name in sorted({s.name for s in result.model.spec or []})
             },
         },
     )
-    files = ["metrics.json", "history.csv", "misclassified.csv", "model.json", "model.safetensors"]
-    if not plots.available():
-        return files, plots.MISSING
-    title = describe(result.config)
-    plots.curves(result.history, directory, title)
-    files += ["loss.png", "accuracy.png"]
-    if result.test.features == 2:
-        plots.decision_boundary(
-            result.model,
-            result.test,
-            wrong,
-            directory / "decision_boundary.png",
-            title,
-            disc=is_disc,
-        )
-        files.append("decision_boundary.png")
-    return files, ""
 
 
 def describe(config: TrainConfig) -> str:
