@@ -78,16 +78,20 @@ def fit(
         torch.randperm(len(train), generator=generator)
     callbacks = list(callbacks)
     history = []
-    forward, backward = model.forward, model.backward
+    # Bound methods looked up once, not at every step. The data needs no gradient, so a
+    # model that can skip the input gradient (Sequential.backward_parameters) does.
+    forward, backward = model.forward, getattr(model, "backward_parameters", model.backward)
+    loss_forward, loss_backward = loss.forward, loss.backward
+    zero_grad, optimizer_step = optimizer.zero_grad, optimizer.step
     for epoch in range(start_epoch, epochs + 1):
         if schedule is not None:
             optimizer.lr = schedule(epoch)
         step_losses = []
         for x, y in train.batches(batch_size, generator):
-            optimizer.zero_grad()
-            step_losses.append(loss.forward(forward(x), y))
-            backward(loss.backward())
-            optimizer.step()
+            zero_grad()
+            step_losses.append(loss_forward(forward(x), y))
+            backward(loss_backward())
+            optimizer_step()
         losses = torch.stack(step_losses)  # one check per epoch, not a sync per step
         if not bool(torch.isfinite(losses).all()):
             step = int((~torch.isfinite(losses)).nonzero()[0]) + 1
