@@ -18,10 +18,10 @@ _sigmoid_backward_ = torch.ops.aten.sigmoid_backward.grad_input
 _tanh_backward_ = torch.ops.aten.tanh_backward.grad_input
 
 
-def _scalar(value: float) -> Tensor:
-    # A 0-dim float64 tensor acts as a Python number in an operation without being wrapped
-    # into a new tensor at every call.
-    return torch.tensor(value, dtype=torch.float64)
+def _scalar(value: float, dtype: torch.dtype) -> Tensor:
+    # A 0-dim tensor of the data's dtype acts as a Python number in an operation without
+    # being wrapped into a new tensor at every call.
+    return torch.tensor(value, dtype=dtype)
 
 
 class FusedMLP:
@@ -70,11 +70,11 @@ class FusedMLP:
         }[activation]
         self.optimizer, self.lr = optimizer, lr
         self.beta1, self.beta2, self.eps = betas[0], betas[1], eps
-        self.beta2_t, self.eps_t = _scalar(betas[1]), _scalar(eps)
+        self.beta2_t, self.eps_t = _scalar(betas[1], first.dtype), _scalar(eps, first.dtype)
         self.m = torch.zeros_like(self.data)
         self.v = torch.zeros_like(self.data)
         self.denom = torch.empty_like(self.data)
-        self.bias2_sqrt = _scalar(1.0)
+        self.bias2_sqrt = _scalar(1.0, first.dtype)
         self.steps = 0
         self.ones: Tensor | None = None
         self.n: Tensor | None = None
@@ -84,7 +84,8 @@ class FusedMLP:
         """One SGD or Adam step on the batch; returns the loss before the step (0-dim)."""
         if self.ones is None or self.ones.shape[0] != x.shape[0]:
             self.ones = torch.ones(x.shape[0], dtype=x.dtype, device=x.device)
-            self.n, self.two_over_n = _scalar(float(y.numel())), _scalar(2 / y.numel())
+            self.n = _scalar(float(y.numel()), x.dtype)
+            self.two_over_n = _scalar(2 / y.numel(), x.dtype)
         weights_t, biases, last = self.weights_t, self.biases, len(self.weights) - 1
         hidden_forward_ = self.hidden_forward_
         inputs = []
@@ -95,7 +96,7 @@ class FusedMLP:
         inputs.append(h)
         prediction = torch.addmm(biases[last], h, weights_t[last]).sigmoid_()
         diff = prediction - y
-        loss = diff.square().sum().div_(self.n)
+        loss = (diff * diff).sum().div_(self.n)
         g = _sigmoid_backward_(diff.mul_(self.two_over_n), prediction, grad_input=diff)
         weights, weight_grads, bias_grads, ones = (
             self.weights,

@@ -10,27 +10,34 @@ from torch import Tensor
 
 from minidl import hookimpl
 
+# Half and bfloat16 means are summed in float32 before rounding: for them, mean() it is.
+_EXACT_SUM = (torch.float32, torch.float64)
+
+
+def scalar(value: float, like: Tensor) -> Tensor:
+    """``value`` as a 0-dim CPU tensor that acts in an operation on ``like`` exactly as the
+    Python number would (same result dtype, same rounding), minus the cost of wrapping it:
+    of ``like``'s dtype (a mismatched dtype takes a slow conversion path), or float32, the
+    type half and bfloat16 compute in. A 0-dim CPU tensor may join a CUDA operation."""
+    dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.tensor(value, dtype=dtype)
+
 
 class MSE:
     """``mean((prediction - target) ** 2)`` over every element."""
 
     def __init__(self) -> None:
         self._diff: Tensor | None = None
-        self._constants: tuple[int, Tensor, Tensor] | None = None
+        self._constants: tuple[int, torch.dtype, Tensor, Tensor] | None = None
 
     def _scales(self, diff: Tensor) -> tuple[Tensor, Tensor]:
-        # n and 2 / n as 0-dim float64 tensors, remade when n changes: a Python number in a
-        # tensor operation is wrapped into a new tensor at every call, which costs as much as
-        # the whole operation on a small batch. A 0-dim float64 CPU tensor acts as that
-        # wrapped number does (same dtype of the result, same rounding, any device).
+        # n and 2 / n as 0-dim tensors, remade when n or the dtype changes: a Python number
+        # in a tensor operation is wrapped into a new tensor at every call, which costs as
+        # much as the whole operation on a small batch.
         n, c = diff.numel(), self._constants
-        if c is None or c[0] != n:
-            c = self._constants = (
-                n,
-                torch.tensor(float(n), dtype=torch.float64),
-                torch.tensor(2 / n, dtype=torch.float64),
-            )
-        return c[1], c[2]
+        if c is None or c[0] != n or c[1] is not diff.dtype:
+            c = self._constants = (n, diff.dtype, scalar(n, diff), scalar(2 / n, diff))
+        return c[2], c[3]
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
         if prediction.shape != target.shape:
@@ -39,8 +46,12 @@ class MSE:
                 f"{tuple(target.shape)} differ; the model's output size must match the targets"
             )
         diff = self._diff = prediction - target
-        # sum then divide is how torch.mean computes, minus its dispatch overhead.
-        return diff.square().sum().div_(self._scales(diff)[0])
+        # diff * diff: the values of square(), which dispatches to the slower pow().
+        if diff.dtype not in _EXACT_SUM:
+            return (diff * diff).mean()
+        # For these dtypes sum then divide is what torch.mean computes, bit for bit, minus
+        # a microsecond of its dispatch.
+        return (diff * diff).sum().div_(self._scales(diff)[0])
 
     def backward(self) -> Tensor:
         if self._diff is None:

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from minidl import FlatOptimizer, Parameter, hookimpl
 from minidl.optim import check_hyperparameter
+from minidl.plugins.losses import scalar
 
 
 class SGD(FlatOptimizer):
@@ -53,20 +54,15 @@ class Adam(FlatOptimizer):
         self._data, self._grad = self.flat.data, self.flat.grad
         self._denom = torch.empty_like(self.data)  # reused every step, never handed out
         # A Python number in mul_/div_/add_ is wrapped into a new tensor at every call, as
-        # costly as the operation itself on a small network: hand them 0-dim float64 CPU
-        # tensors of the same value instead, which act as the wrapped number does (same
-        # rounding, any device), remade only when a hyperparameter changes.
+        # costly as the operation itself on a small network: hand them 0-dim tensors of the
+        # same value instead (see minidl.plugins.losses.scalar), remade when one changes.
         self._scalars: tuple[tuple[float, float], Tensor, Tensor] | None = None
-        self._bias2_sqrt = torch.zeros((), dtype=torch.float64)
+        self._bias2_sqrt = scalar(1.0, self.data)
 
     def _constants(self) -> tuple[Tensor, Tensor]:
         key = (self.beta2, self.eps)
         if self._scalars is None or self._scalars[0] != key:
-            self._scalars = (
-                key,
-                torch.tensor(self.beta2, dtype=torch.float64),
-                torch.tensor(self.eps, dtype=torch.float64),
-            )
+            self._scalars = (key, scalar(self.beta2, self.data), scalar(self.eps, self.data))
         return self._scalars[1], self._scalars[2]
 
     # torch.optim.Adam's single-tensor step, operation for operation, on the flat buffers.
