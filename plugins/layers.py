@@ -146,7 +146,9 @@ class Tanh(ModuleBase):
         self._output = x.tanh_()
         return self._output
 
-    # grad * (1 - t * t) in one kernel.
+    # torch's own kernel: grad * (1 - t * t) in one pass, with 1 - t * t from a fused
+    # multiply-add, so it keeps the tiny derivative near saturation (within 2 ulp of
+    # (1 - t)(1 + t), where a plain 1 - t * t loses digits) and equals autograd's exactly.
     def backward(self, grad_output: Tensor) -> Tensor:
         return _tanh_backward(grad_output, self._output)
 
@@ -163,8 +165,11 @@ class Standardize(ModuleBase):
             raise ValueError(f"Standardize: {len(mean)} means but {len(std)} standard deviations")
         if any(not (math.isfinite(s) and s > 0) for s in std):
             raise ValueError("Standardize: every standard deviation must be positive and finite")
-        self.mean = torch.tensor(list(mean), dtype=torch.get_default_dtype())
-        self.std = torch.tensor(list(std), dtype=torch.get_default_dtype())
+        # The exact values stay as Python floats: moving to float64 after float32 must not
+        # keep float32-rounded constants.
+        self._values = (list(mean), list(std))
+        self.mean = torch.tensor(self._values[0], dtype=torch.get_default_dtype())
+        self.std = torch.tensor(self._values[1], dtype=torch.get_default_dtype())
         self.out_features = len(mean)
 
     @classmethod
@@ -183,8 +188,10 @@ class Standardize(ModuleBase):
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> Standardize:
-        self.mean = self.mean.to(device=device, dtype=dtype)
-        self.std = self.std.to(device=device, dtype=dtype)
+        dtype = dtype or self.mean.dtype
+        device = device or self.mean.device
+        self.mean = torch.tensor(self._values[0], dtype=dtype, device=device)
+        self.std = torch.tensor(self._values[1], dtype=dtype, device=device)
         return self
 
     def extra_repr(self) -> str:
