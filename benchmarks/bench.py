@@ -363,6 +363,11 @@ def table(results: dict[str, Any]) -> list[str]:
         ]
         if sweep["rounds"] < 10 or sweep["epochs"] < 100:
             lines += ["", "(a reduced sweep: the full one is 10 rounds of 100 epochs)"]
+        # Both train the same networks from the same weights: the seed's Table I, twice.
+        lines += ["", "| configuration | minidl test accuracy | twin test accuracy |"]
+        lines.append("| --- | --- | --- |")
+        for label, accuracy in sweep["test_accuracy"].items():
+            lines.append(f"| {label} | {accuracy['minidl']:.2%} | {accuracy['twin']:.2%} |")
     memory = results.get("memory")
     if memory:
         lines += [

@@ -16,6 +16,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the benchmarks package lives at the repository root
+    sys.path.insert(0, str(ROOT))
 
 
 def finite_positive(value: object) -> bool:
@@ -90,3 +92,46 @@ def test_cuda_device_skips_cleanly_without_cuda(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "CUDA is not available" in done.stdout
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_contenders_train_the_same_network(activation: str, optimizer: str) -> None:
+    """The benchmark compares like with like: from the same weights and data, the floor
+    equals minidl bit for bit and the torch twin agrees to float64 rounding."""
+    import minidl
+    from benchmarks.contenders import (
+        Net,
+        Training,
+        linear_weights,
+        minidl_model,
+        minidl_optimizer,
+        twin_model,
+        twin_optimizer,
+    )
+    from benchmarks.floor import FusedMLP
+
+    t = Training(Net((2, 7, 5, 1), activation), optimizer, 0.1, dtype=torch.float64)
+    data = minidl.data.disc(20, torch.Generator().manual_seed(1))
+    x, y = data.x.double(), data.y.double()
+    model, loss = minidl_model(t), minidl.plugins.MSE()
+    opt = minidl_optimizer(t, model)
+    floor = FusedMLP(linear_weights(minidl_model(t)), activation, optimizer, t.lr)
+    net = twin_model(t)
+    twin_opt = twin_optimizer(t, net)
+    for _ in range(10):
+        opt.zero_grad()
+        ours = loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        opt.step()
+        assert torch.equal(floor.step(x, y), ours)
+        with torch.enable_grad():
+            twin_opt.zero_grad()
+            theirs = torch.nn.functional.mse_loss(net(x), y)
+            theirs.backward()
+            twin_opt.step()
+        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-12, atol=0)
+    flat = torch.cat([p.data.flatten() for p in model.parameters()])
+    assert torch.equal(flat, floor.data)
+    twin_flat = torch.cat([p.detach().flatten() for p in net.parameters()])
+    torch.testing.assert_close(flat, twin_flat, rtol=1e-12, atol=1e-14)
