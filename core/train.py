@@ -35,12 +35,19 @@ def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tu
     """Mean loss and accuracy of ``model`` on ``data``, in chunks to bound memory."""
     score = getattr(loss, "accuracy", accuracy)
     total_loss = total_correct = 0.0
-    for start in range(0, len(data), chunk):
-        x, y = data.x[start : start + chunk], data.y[start : start + chunk]
+    n = data.x.shape[0]  # shape, not len(): Tensor.__len__ is Python code (fit calls this often)
+    for start in range(0, n, chunk):
+        # One chunk, the usual case, is the data itself: no slices to make.
+        x, y = (
+            (data.x, data.y)
+            if n <= chunk
+            else (data.x[start : start + chunk], data.y[start : start + chunk])
+        )
+        size = x.shape[0]
         prediction = model.forward(x)
-        total_loss += float(loss.forward(prediction, y)) * len(x)
-        total_correct += score(prediction, y) * len(x)
-    return total_loss / len(data), total_correct / len(data)
+        total_loss += float(loss.forward(prediction, y)) * size
+        total_correct += score(prediction, y) * size
+    return total_loss / n, total_correct / n
 
 
 def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
