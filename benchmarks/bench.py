@@ -385,7 +385,13 @@ def summary(results: dict[str, Any]) -> list[str]:
     for part in ("sweep", "memory"):
         if results.get(part):
             passed.append(results[part]["pass"])
-    return [f"{sum(passed)} of {len(passed)} checks pass" + ("" if all(passed) else " (see FAIL)")]
+    lines = [f"{sum(passed)} of {len(passed)} checks pass" + ("" if all(passed) else " (see FAIL)")]
+    if results["quick"]:
+        lines.append(
+            "(quick mode: blocks of a few milliseconds, 3 rounds, a 2-epoch sweep: a smoke run "
+            "whose ratios are noise-prone; run without --quick to measure)"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
