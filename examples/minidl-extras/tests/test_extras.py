@@ -108,6 +108,25 @@ def test_momentum_sgd_trajectory_equals_torch_optim(hyper: dict) -> None:
         torch.testing.assert_close(p.data, q.detach(), rtol=1e-12, atol=1e-14)
 
 
+def test_momentum_sgd_resumes_exactly_from_its_state_dict() -> None:
+    def run(steps: int, resume_at: int | None = None) -> torch.Tensor:
+        torch.manual_seed(0)
+        w = minidl.Parameter(torch.randn(5, dtype=torch.float64))
+        opt = MomentumSGD([w], lr=0.05, momentum=0.9, weight_decay=0.01)
+        for step in range(steps):
+            if step == resume_at:
+                state = opt.state_dict()
+                opt = MomentumSGD([w], lr=0.05, momentum=0.9, weight_decay=0.01)
+                opt.load_state_dict(state)
+            opt.zero_grad()
+            w.grad.add_(torch.cos(w.data) * 3)
+            opt.step()
+        return w.data.clone()
+
+    torch.testing.assert_close(run(30, resume_at=12), run(30), rtol=0, atol=0)
+    assert not torch.equal(run(30), run(29))
+
+
 def test_momentum_sgd_rejects_bad_hyperparameters() -> None:
     params = [minidl.Parameter(torch.zeros(2))]
     with pytest.raises(ValueError, match="momentum must be a non-negative number"):

@@ -1,16 +1,23 @@
-"""SGD with momentum and weight decay, computed as torch.optim.SGD does; no base class."""
+"""SGD with momentum and weight decay, computed as torch.optim.SGD does.
+
+It subclasses minidl.FlatOptimizer, which is optional (the protocol is only
+``Factory(parameters, lr=...)``, ``step``, ``zero_grad`` and ``lr``) but buys two things:
+every parameter lives in one flat buffer, so a step is a handful of tensor operations
+however many layers there are, and data-parallel training can all-reduce that one buffer.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
 
+import torch
 from torch import Tensor
 
-from minidl import Parameter
+from minidl import FlatOptimizer, Parameter
 
 
-class MomentumSGD:
+class MomentumSGD(FlatOptimizer):
     """``d = grad + weight_decay * w``; ``buf = momentum * buf + (1 - dampening) * d``
     (``buf = d`` on the first step); ``w -= lr * (d + momentum * buf if nesterov else buf)``.
     """
@@ -25,7 +32,6 @@ class MomentumSGD:
         nesterov: bool = False,
     ) -> None:
         for name, value in (
-            ("lr", lr),
             ("momentum", momentum),
             ("dampening", dampening),
             ("weight_decay", weight_decay),
@@ -34,35 +40,36 @@ class MomentumSGD:
                 raise ValueError(
                     f"momentum_sgd: {name} must be a non-negative number, got {value!r}"
                 )
-        if lr == 0:
-            raise ValueError("momentum_sgd: lr must be positive, got 0")
         if nesterov and (momentum == 0 or dampening != 0):
             raise ValueError("momentum_sgd: nesterov needs momentum > 0 and dampening = 0")
-        self.params = list(parameters)
-        if not self.params:
-            raise ValueError("momentum_sgd: no parameters to optimize")
-        self.lr = lr  # a plain attribute: schedules change it between epochs
+        super().__init__(parameters, lr)  # checks lr, packs the parameters
         self.momentum, self.dampening = momentum, dampening
         self.weight_decay, self.nesterov = weight_decay, nesterov
-        self.buffers: list[Tensor | None] = [None] * len(self.params)
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad.zero_()
+        self.buffer = torch.zeros_like(self.data)
+        self.started = False
 
     def step(self) -> None:
-        for i, p in enumerate(self.params):
-            d = p.grad
-            if self.weight_decay:
-                d = d.add(p.data, alpha=self.weight_decay)
-            if self.momentum:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = d.clone()
-                else:
-                    buf.mul_(self.momentum).add_(d, alpha=1 - self.dampening)
-                d = d.add(buf, alpha=self.momentum) if self.nesterov else buf
-            p.data.add_(d, alpha=-self.lr)
+        d = self.grad
+        if self.weight_decay:
+            d = d.add(self.data, alpha=self.weight_decay)
+        if self.momentum:
+            if self.started:
+                self.buffer.mul_(self.momentum).add_(d, alpha=1 - self.dampening)
+            else:
+                self.buffer.copy_(d)
+                self.started = True
+            d = d.add(self.buffer, alpha=self.momentum) if self.nesterov else self.buffer
+        self.data.add_(d, alpha=-self.lr)
+
+    def state_dict(self) -> dict[str, Tensor | float | int]:
+        return {"lr": self.lr, "started": int(self.started), "buffer": self.buffer.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor | float | int]) -> None:
+        super().load_state_dict(state)
+        self.started = bool(state["started"])
+        buffer = state["buffer"]
+        assert isinstance(buffer, Tensor)
+        self.buffer.copy_(buffer)
 
     def __repr__(self) -> str:
         return (
