@@ -85,6 +85,10 @@ loaded_specs: list[str] = []
 #: click command name -> plugin that added it
 _command_owner: dict[str, str] = {}
 _warned: set[str] = set()
+#: plugins being loaded by load_plugin, whose errors raise rather than warn
+_strict: set[str] = set()
+#: id -> plugin object already checked by _check_plugin
+_checked: dict[int, object] = {}
 
 
 @dataclass
@@ -106,7 +110,8 @@ def _mark_broken(plugin: str, message: str) -> None:
     if plugin in BUILTIN_PLUGINS:
         raise PluginError(message)  # a bug in minidl itself: do not hide it
     broken.setdefault(plugin, message)
-    _warn(message)
+    if plugin not in _strict:  # load_plugin raises instead: one line, not two
+        _warn(message)
     if pm.has_plugin(plugin):
         pm.unregister(name=plugin)
 
@@ -152,6 +157,7 @@ def _register(plugin: object, name: str, source: str) -> bool:
         _mark_broken(name, f"Error in plugin {_label(name)}: {_describe(e)}")
         return False
     _sources[name] = source
+    _checked[id(plugin)] = plugin
     problem = _check_plugin(plugin, name)
     if problem:
         _mark_broken(name, f"Error in plugin {_label(name)}: {problem}")
@@ -343,11 +349,28 @@ def _tables_now() -> dict[str, dict[str, Entry]]:
         key = [p for _, p in pm.list_name_plugin() if p is not None]
         if _tables and len(key) == len(_tables_key) and all(map(operator.is_, key, _tables_key)):
             return _tables
+        if _check_new_plugins():
+            continue  # one was found broken and unregistered
         tables = _collect_all()
         if tables is not None:
             _tables, _tables_key = tables, key
             return _tables
         # a plugin broke and was unregistered: collect again without it
+
+
+def _check_new_plugins() -> bool:
+    """Check plugins not seen before, including any registered on ``pm`` directly.
+    True if one was broken (and so unregistered)."""
+    found_broken = False
+    for name, plugin in pm.list_name_plugin():
+        if plugin is None or _checked.get(id(plugin)) is plugin:
+            continue
+        _checked[id(plugin)] = plugin  # the object too, so that its id is not reused
+        problem = "" if name in BUILTIN_PLUGINS else _check_plugin(plugin, name)
+        if problem:
+            _mark_broken(name, f"Error in plugin {_label(name)}: {problem}")
+            found_broken = True
+    return found_broken
 
 
 def _collect_all() -> dict[str, dict[str, Entry]] | None:
@@ -367,10 +390,8 @@ def _collect_all() -> dict[str, dict[str, Entry]] | None:
                 )
                 return None
             for name, factory in mine.items():
-                if name in found:
-                    entry = found[name]
-                    entry.rivals.append(plugin)
-                    _warn(_duplicate_message(kind, name, entry))
+                if name in found:  # not an error until the name is used: see get()
+                    found[name].rivals.append(plugin)
                 else:
                     found[name] = Entry(factory, plugin)
         tables[kind] = found
@@ -528,24 +549,30 @@ def load_plugin(spec: str) -> str:
         block(spec[3:].strip())
         return spec[3:].strip()
     load_plugins()
-    if spec.endswith(".py") or os.sep in spec or "/" in spec:
-        name = _load_file(spec)
-    elif spec in _blocked:
-        raise PluginError(f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}")
-    else:
-        ep = next((ep for ep in _entry_points() if ep.name == spec), None)
-        if ep is not None:
-            if not pm.has_plugin(spec) and spec not in broken:
-                _load_entry_point(ep)
-            name = spec
-        else:
-            name = _load_module(spec)
-    if name in broken:
-        raise PluginError(broken[name])
-    _tables_now()  # run its hooks now, so that one that raises is reported here
-    if name in broken:
-        raise PluginError(broken[name])
+    _strict.add(spec)
+    try:
+        name = _load_spec(spec)
+        if name in broken:
+            raise PluginError(broken[name])
+        _tables_now()  # run its hooks now, so that one that raises is reported here
+        if name in broken:
+            raise PluginError(broken[name])
+    finally:
+        _strict.discard(spec)
     return name
+
+
+def _load_spec(spec: str) -> str:
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        return _load_file(spec)
+    if spec in _blocked:
+        raise PluginError(f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}")
+    ep = next((ep for ep in _entry_points() if ep.name == spec), None)
+    if ep is None:
+        return _load_module(spec)
+    if not pm.has_plugin(spec) and spec not in broken:
+        _load_entry_point(ep)
+    return spec
 
 
 def _load_module(spec: str) -> str:
@@ -630,7 +657,7 @@ def reset() -> None:
             pm.unblock(name)
         elif name not in BUILTIN_PLUGINS:
             pm.unregister(plugin=plugin, name=name)
-    for store in (broken, _dists, _files, _blocked, _command_owner, _warned):
+    for store in (broken, _dists, _files, _blocked, _command_owner, _warned, _checked):
         store.clear()
     for name in list(_sources):
         if name not in BUILTIN_PLUGINS:

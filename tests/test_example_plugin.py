@@ -186,34 +186,34 @@ def test_disabling_the_plugin(venv: dict[str, Path]) -> None:
 
 
 def test_a_broken_installed_plugin_leaves_the_cli_working(venv: dict[str, Path]) -> None:
-    """A second installed plugin whose import fails: one warning line, the rest works."""
-    broken = venv["root"] / "broken-plugin"
-    (broken / "src" / "broken_plugin").mkdir(parents=True, exist_ok=True)
-    (broken / "src" / "broken_plugin" / "__init__.py").write_text("import not_installed_dep\n")
-    (broken / "pyproject.toml").write_text(
-        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
-        '[project]\nname = "broken-plugin"\nversion = "0.0.1"\n'
-        '[project.entry-points.minidl]\nbroken = "broken_plugin"\n'
-        '[tool.setuptools.packages.find]\nwhere = ["src"]\n'
+    """A second installed plugin whose import fails: one warning line, the rest works.
+    (Installed by hand, as a module and a dist-info folder: pip would only be slower.)"""
+    site = Path(
+        run(
+            venv, venv["python"], "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        ).stdout.strip()
     )
-    isolation = ["--no-build-isolation"] if _have_setuptools() else []
-    run(venv, venv["python"], "-m", "pip", "install", "-q", "--no-deps", *isolation, broken)
+    module = site / "broken_plugin.py"
+    info = site / "broken_plugin-0.0.1.dist-info"
+    module.write_text("import not_installed_dep\n")
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[minidl]\nbroken = broken_plugin\n")
     try:
         out = run(venv, venv["bin"] / "minidl-run", "plugins", "--json")
         assert out.stderr == (
             "Warning: Error importing plugin 'broken' (broken-plugin 0.0.1): "
             "ModuleNotFoundError: No module named 'not_installed_dep' "
-            "(broken_plugin/__init__.py, line 1)\n"
+            f"({site.name}/broken_plugin.py, line 1)\n"
         )
         records = {r["name"]: r for r in json.loads(out.stdout)["plugins"]}
         assert records["broken"]["status"] == "broken"
         assert records["extras"]["status"] == "ok"
-        text = run(venv, venv["bin"] / "minidl-run", "plugins").stdout
-        assert "broken" in text and "No module named 'not_installed_dep'" in text
         trained = run(venv, venv["bin"] / "minidl-run", "train", *TRAIN_ARGS, "--epochs", "1")
-        assert trained.stderr.count("Warning:") == 1
+        assert trained.stderr.count("Warning:") == 1 and "accuracy" in trained.stdout
     finally:
-        run(venv, venv["python"], "-m", "pip", "uninstall", "-q", "-y", "broken-plugin")
+        module.unlink()
+        shutil.rmtree(info)
 
 
 def test_the_example_passes_its_own_tests_when_installed(venv: dict[str, Path]) -> None:
