@@ -269,14 +269,19 @@ def _dist_name(ep: EntryPoint) -> str:
 
 
 def _load_entry_point(ep: EntryPoint) -> bool:
+    plugin = _import_entry_point(ep)
+    return plugin is not None and _register(plugin, ep.name, "entry point")
+
+
+def _import_entry_point(ep: EntryPoint) -> object | None:
     if ep.dist is not None:
         _dists[ep.name] = (ep.dist.name, ep.dist.version)
     try:
-        plugin = ep.load()
+        plugin: object = ep.load()
     except Exception as e:
         _mark_broken(ep.name, f"Error importing plugin {_label(ep.name)}: {_describe(e)}")
-        return False
-    return _register(plugin, ep.name, "entry point")
+        return None
+    return plugin
 
 
 def call_hook(hookname: str, **kwargs: Any) -> None:
@@ -321,11 +326,16 @@ def _check_commands(plugin: str, before: dict[str, Any], commands: dict[str, Any
             _command_owner[name] = plugin
             continue
         commands[name] = before[name]
-        _warn(
-            f"plugin {_label(plugin)} adds the command {name!r}, which "
-            f"{'minidl-run has' if owner == 'minidl-run' else f'plugin {owner!r} added'} "
-            f"already; kept the first one"
-        )
+        if owner == "minidl-run":
+            _warn(
+                f"plugin {_label(plugin)} replaced the built-in command {name!r}; the built-in "
+                "one is kept: give the plugin's command another name"
+            )
+        else:
+            _warn(
+                f"plugin {_label(plugin)} replaced the command {name!r} of plugin {owner!r}; "
+                "the first one is kept: give one of them another name"
+            )
 
 
 _tables: dict[str, dict[str, Entry]] = {}
@@ -521,8 +531,9 @@ def block(name: str) -> None:
     builtin = name if name in BUILTIN_PLUGINS else f"minidl.plugins.{name}"
     if builtin in BUILTIN_PLUGINS:
         raise PluginError(
-            f"cannot block {name!r}: it is built into minidl ({builtin}) and always loads; "
-            f"only installed plugins can be blocked: {', '.join(installed_names()) or '(none)'}"
+            f"cannot block {name!r}: built-in plugins always load ({builtin} is part of "
+            f"minidl); only installed plugins can be blocked: "
+            f"{', '.join(installed_names()) or '(none)'}"
         )
     if name not in installed_names() and not pm.has_plugin(name) and name not in broken:
         raise PluginError(
@@ -535,11 +546,13 @@ def block(name: str) -> None:
 
 def load_plugin(spec: str) -> str:
     """Load one plugin for this process and return its name. ``spec`` is ``no:NAME``
-    (block an installed plugin), a path to a ``.py`` file, the name of an installed plugin
-    (it loads even when :data:`PLUGINS_ENV` leaves it out), or a dotted module name.
+    (block an installed plugin), a path to a ``.py`` file (named by its absolute path),
+    the name of an installed plugin (it loads even when :data:`PLUGINS_ENV` leaves it
+    out), or a dotted module name.
 
-    Unlike an installed plugin found on its own, a plugin asked for by name must work:
-    a failure raises :class:`PluginError` (it is also recorded as broken).
+    A plugin that cannot be imported raises :class:`PluginError`: asked for by name, it
+    must exist. One that imports but misbehaves (a hook that raises, a misspelled hook) is
+    broken like an installed one: a warning, and :func:`plugins` lists it.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise PluginError(f"--layer-plugin needs a path, module or plugin name, got {spec!r}")
@@ -549,35 +562,39 @@ def load_plugin(spec: str) -> str:
         block(spec[3:].strip())
         return spec[3:].strip()
     load_plugins()
-    _strict.add(spec)
-    try:
-        name = _load_spec(spec)
-        if name in broken:
-            raise PluginError(broken[name])
-        _tables_now()  # run its hooks now, so that one that raises is reported here
-        if name in broken:
-            raise PluginError(broken[name])
-    finally:
-        _strict.discard(spec)
+    name, plugin, source = _import_spec(spec)
+    if name in broken:
+        raise PluginError(broken[name])
+    if plugin is not None:
+        _register(plugin, name, source)
+        _tables_now()  # run its hooks now, so that a failure is reported at once
     return name
 
 
-def _load_spec(spec: str) -> str:
-    if spec.endswith(".py") or os.sep in spec or "/" in spec:
-        return _load_file(spec)
-    if spec in _blocked:
-        raise PluginError(f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}")
-    ep = next((ep for ep in _entry_points() if ep.name == spec), None)
-    if ep is None:
-        return _load_module(spec)
-    if not pm.has_plugin(spec) and spec not in broken:
-        _load_entry_point(ep)
-    return spec
+def _import_spec(spec: str) -> tuple[str, object | None, str]:
+    """(plugin name, the object to register or None if there is none to register, source);
+    an import failure is recorded in ``broken`` without a warning: the caller raises it."""
+    _strict.add(spec)
+    try:
+        if spec.endswith(".py") or os.sep in spec or "/" in spec:
+            return _import_file(spec)
+        if spec in _blocked:
+            raise PluginError(
+                f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}"
+            )
+        ep = next((ep for ep in _entry_points() if ep.name == spec), None)
+        if ep is not None:
+            if pm.has_plugin(spec) or spec in broken:
+                return spec, None, "entry point"
+            return spec, _import_entry_point(ep), "entry point"
+        return _import_module(spec)
+    finally:
+        _strict.discard(spec)
 
 
-def _load_module(spec: str) -> str:
+def _import_module(spec: str) -> tuple[str, object | None, str]:
     if pm.has_plugin(spec) or spec in broken:
-        return spec
+        return spec, None, "module"
     try:
         module = importlib.import_module(spec)
     except ModuleNotFoundError as e:
@@ -589,54 +606,48 @@ def _load_module(spec: str) -> str:
                 f"module name or an installed plugin: "
                 f"{', '.join(installed_names()) or 'none is installed'})",
             )
-            return spec
-        _mark_broken(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
-        return spec
+        else:
+            _mark_broken(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
+        return spec, None, "module"
     except Exception as e:
         _mark_broken(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
-        return spec
+        return spec, None, "module"
     existing = pm.get_name(module)
     if existing is not None:  # e.g. an installed plugin named by its module
-        return existing
-    _register(module, spec, "module")
-    return spec
+        return existing, None, "module"
+    return spec, module, "module"
 
 
-def _load_file(spec: str) -> str:
-    path = Path(spec).expanduser()
-    resolved = path.resolve()
-    if resolved in _files:
-        return _files[resolved]
-    name = spec
-    _files[resolved] = name
+def _import_file(spec: str) -> tuple[str, object | None, str]:
+    path = Path(spec).expanduser().resolve()
+    name = str(path)  # absolute: saved models record it, and it is the same from any cwd
+    if pm.has_plugin(name) or name in broken:
+        return name, None, "file"
     if not path.is_file():
         why = "it is a directory" if path.is_dir() else "no such file"
         _mark_broken(name, f"Error importing plugin {name!r}: {why}")
-        return name
+        return name, None, "file"
     if path.suffix != ".py":
         _mark_broken(name, f"Error importing plugin {name!r}: not a .py file")
-        return name
+        return name, None, "file"
     # One module name per file, so two files with the same stem do not replace each other.
-    stem = re.sub(r"\W", "_", path.stem)
-    modname = f"minidl_plugin_{stem}_{len(_files)}"
+    _files[path] = name
+    modname = f"minidl_plugin_{re.sub(r'[^0-9a-zA-Z_]', '_', path.stem)}_{len(_files)}"
     module_spec = importlib.util.spec_from_file_location(modname, path)
     assert module_spec is not None and module_spec.loader is not None
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[modname] = module
     try:
         module_spec.loader.exec_module(module)
-    except BaseException as e:
+    except Exception as e:
         del sys.modules[modname]
-        if not isinstance(e, Exception):
-            raise
         if isinstance(e, SyntaxError) and e.lineno is not None:
             detail = f"syntax error at line {e.lineno}: {e.msg}"
         else:
-            detail = _describe(e, str(path.resolve()))
+            detail = _describe(e, name)
         _mark_broken(name, f"Error importing plugin {name!r}: {detail}")
-        return name
-    _register(module, name, "file")
-    return name
+        return name, None, "file"
+    return name, module, "file"
 
 
 def replay(specs: Iterable[str]) -> None:

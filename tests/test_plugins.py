@@ -4,6 +4,7 @@ and every way one can break, each reported in one line naming the plugin."""
 from __future__ import annotations
 
 import contextlib
+import os
 import textwrap
 import warnings
 from collections.abc import Iterator
@@ -192,6 +193,8 @@ def test_misspelled_hook_in_an_installed_plugin(site: Path) -> None:
 
 
 def test_an_unmarked_hook_and_a_wrong_argument_are_explained(tmp_path: Path) -> None:
+    """They import fine, so even asked for by --layer-plugin they are broken plugins (a
+    warning, listed as broken), not errors that stop the run."""
     unmarked = tmp_path / "unmarked.py"
     unmarked.write_text("def register_layers(register):\n    register('x', object)\n")
     wrong = tmp_path / "wrong.py"
@@ -200,21 +203,20 @@ def test_an_unmarked_hook_and_a_wrong_argument_are_explained(tmp_path: Path) -> 
     )
     empty = tmp_path / "empty.py"
     empty.write_text("X = 1\n")
-    with no_warnings():  # asked for by name, so they raise instead
-        with pytest.raises(PluginError) as e1:
-            registry.load_plugin(str(unmarked))
-        with pytest.raises(PluginError) as e2:
-            registry.load_plugin(str(wrong))
-        with pytest.raises(PluginError) as e3:
-            registry.load_plugin(str(empty))
-    assert one_line(str(e1.value)).endswith(
-        "register_layers() is not marked with @minidl.hookimpl, so minidl would never call it"
-    )
-    assert one_line(str(e2.value)).endswith(
-        "its register_layers(reg) asks for 'reg', which the hook does not pass; "
-        "the hook passes: register"
-    )
-    assert "it implements none of minidl's hooks" in one_line(str(e3.value))
+    with pytest.warns(PluginWarning) as caught:
+        for path in (unmarked, wrong, empty):
+            assert registry.load_plugin(str(path)) == str(path.resolve())
+    messages = [one_line(str(w.message)) for w in caught]
+    assert messages == [
+        f"Error in plugin {str(unmarked.resolve())!r}: register_layers() is not marked with "
+        "@minidl.hookimpl, so minidl would never call it",
+        f"Error in plugin {str(wrong.resolve())!r}: its register_layers(reg) asks for 'reg', "
+        "which the hook does not pass; the hook passes: register",
+        f"Error in plugin {str(empty.resolve())!r}: it implements none of minidl's hooks "
+        f"({', '.join(registry.HOOKS)}); mark them with @minidl.hookimpl",
+    ]
+    for path, message in zip((unmarked, wrong, empty), messages, strict=True):
+        assert record(str(path.resolve()))["error"] == message
 
 
 # --- two plugins, one name ---------------------------------------------------------------
@@ -259,7 +261,7 @@ def test_a_plugin_cannot_silently_replace_a_builtin(tmp_path: Path) -> None:
         registry.get("layer", "relu")
     assert one_line(str(error.value)) == (
         f"layer 'relu' is registered by more than one plugin: 'minidl.plugins.layers' and "
-        f"{str(plugin)!r}; to pick one, drop --layer-plugin {plugin}"
+        f"{str(plugin.resolve())!r}; to pick one, drop --layer-plugin {plugin.resolve()}"
     )
 
 
@@ -336,12 +338,16 @@ def test_minidl_plugins_selects_installed_plugins(
 # --- --layer-plugin ---------------------------------------------------------------------
 
 
-def test_layer_plugin_file_loads_for_this_process(tmp_path: Path) -> None:
+def test_layer_plugin_file_loads_for_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "double.py"
     path.write_text(textwrap.dedent(GOOD))
-    assert registry.load_plugin(str(path)) == str(path)
-    assert registry.load_plugin(str(path)) == str(path)  # twice is once
-    assert record(str(path))["source"] == "file"
+    monkeypatch.chdir(tmp_path)
+    name = str(path.resolve())  # a file plugin is named by its absolute path
+    assert registry.load_plugin("double.py") == name
+    assert registry.load_plugin(f".{os.sep}double.py") == name  # the same file loads once
+    assert record(name)["source"] == "file"
     model = minidl.build_model("linear(3), double, linear(1)", 2)
     assert type(model[1]).__name__ == "Double"
     registry.reset()
@@ -361,7 +367,7 @@ def test_layer_plugin_by_dotted_module(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_layer_plugin_path_that_does_not_exist(tmp_path: Path) -> None:
-    missing = str(tmp_path / "nope.py")
+    missing = str((tmp_path / "nope.py").resolve())
     with no_warnings(), pytest.raises(PluginError) as error:
         registry.load_plugin(missing)
     assert one_line(str(error.value)) == f"Error importing plugin {missing!r}: no such file"
@@ -375,9 +381,9 @@ def test_layer_plugin_with_a_syntax_error_names_the_line(tmp_path: Path) -> None
     with no_warnings(), pytest.raises(PluginError) as error:
         registry.load_plugin(str(path))
     assert one_line(str(error.value)) == (
-        f"Error importing plugin {str(path)!r}: syntax error at line 4: expected ':'"
+        f"Error importing plugin {str(path.resolve())!r}: syntax error at line 4: expected ':'"
     )
-    assert record(str(path))["status"] == "broken"
+    assert record(str(path.resolve()))["status"] == "broken"
 
 
 def test_layer_plugin_that_raises_on_import_names_the_line(tmp_path: Path) -> None:
@@ -386,8 +392,25 @@ def test_layer_plugin_that_raises_on_import_names_the_line(tmp_path: Path) -> No
     with no_warnings(), pytest.raises(PluginError) as error:
         registry.load_plugin(str(path))
     assert one_line(str(error.value)) == (
-        f"Error importing plugin {str(path)!r}: ValueError: math domain error (line 3)"
+        f"Error importing plugin {str(path.resolve())!r}: ValueError: math domain error (line 3)"
     )
+
+
+def test_layer_plugin_whose_hook_raises_is_broken_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "raising.py"
+    path.write_text(
+        "from minidl import hookimpl\n\n@hookimpl\ndef register_losses(register):\n"
+        "    register('l1', object)\n    raise OSError('no weights file')\n"
+    )
+    name = str(path.resolve())
+    with pytest.warns(PluginWarning) as caught:
+        assert registry.load_plugin(str(path)) == name
+    assert [one_line(str(w.message)) for w in caught] == [
+        f"Error in plugin {name!r}: its hook register_losses raised OSError: no weights file "
+        "(line 6)"
+    ]
+    assert record(name)["status"] == "broken"
+    assert registry.names("loss") == ["mse"]
 
 
 def test_layer_plugin_that_is_neither_file_module_nor_installed() -> None:
@@ -404,7 +427,7 @@ def test_blocking_a_builtin_is_refused_clearly() -> None:
         with pytest.raises(PluginError) as error:
             registry.load_plugin(f"no:{name}")
         assert one_line(str(error.value)).startswith(
-            f"cannot block {name!r}: it is built into minidl"
+            f"cannot block {name!r}: built-in plugins always load"
         )
     assert "relu" in registry.names("layer")
 
@@ -558,10 +581,10 @@ def test_register_commands_adds_a_command_and_survives_broken_ones() -> None:
     assert messages == [
         "Error in plugin 'raises': its hook register_commands raised KeyError: 'oops' "
         f"(line {Raises.register_commands.__code__.co_firstlineno + 3})",
-        "plugin 'clashes' adds the command 'train', which minidl-run has already; "
-        "kept the first one",
-        "plugin 'clashes' adds the command 'hello', which plugin 'adds' added already; "
-        "kept the first one",
+        "plugin 'clashes' replaced the built-in command 'train'; the built-in one is kept: "
+        "give the plugin's command another name",
+        "plugin 'clashes' replaced the command 'hello' of plugin 'adds'; the first one is "
+        "kept: give one of them another name",
     ]
     assert record("raises")["status"] == "broken"
 
