@@ -85,6 +85,8 @@ loaded_specs: list[str] = []
 #: click command name -> plugin that added it
 _command_owner: dict[str, str] = {}
 _warned: set[str] = set()
+#: broken plugins that failed to import (as opposed to misbehaving hooks)
+_unimportable: set[str] = set()
 #: plugins being loaded by load_plugin, whose errors raise rather than warn
 _strict: set[str] = set()
 #: id -> plugin object already checked by _check_plugin
@@ -114,6 +116,12 @@ def _mark_broken(plugin: str, message: str) -> None:
         _warn(message)
     if pm.has_plugin(plugin):
         pm.unregister(name=plugin)
+
+
+def _import_failed(plugin: str, message: str) -> None:
+    """A plugin that could not even be imported: load_plugin raises for it every time."""
+    _unimportable.add(plugin)
+    _mark_broken(plugin, message)
 
 
 def _describe(e: BaseException, filename: str | None = None) -> str:
@@ -279,7 +287,7 @@ def _import_entry_point(ep: EntryPoint) -> object | None:
     try:
         plugin: object = ep.load()
     except Exception as e:
-        _mark_broken(ep.name, f"Error importing plugin {_label(ep.name)}: {_describe(e)}")
+        _import_failed(ep.name, f"Error importing plugin {_label(ep.name)}: {_describe(e)}")
         return None
     return plugin
 
@@ -321,7 +329,9 @@ def _check_commands(plugin: str, before: dict[str, Any], commands: dict[str, Any
     for name, command in list(commands.items()):
         if name in before and before[name] is command:
             continue
-        owner = _command_owner.get(name, "minidl-run" if name in before else None)
+        # Who added the command it replaces; an owner recorded for a command that is gone
+        # (a test rebuilt the group, say) is stale.
+        owner = _command_owner.get(name, "minidl-run") if name in before else None
         if owner is None or owner == plugin:
             _command_owner[name] = plugin
             continue
@@ -563,7 +573,7 @@ def load_plugin(spec: str) -> str:
         return spec[3:].strip()
     load_plugins()
     name, plugin, source = _import_spec(spec)
-    if name in broken:
+    if name in _unimportable:
         raise PluginError(broken[name])
     if plugin is not None:
         _register(plugin, name, source)
@@ -599,7 +609,7 @@ def _import_module(spec: str) -> tuple[str, object | None, str]:
         module = importlib.import_module(spec)
     except ModuleNotFoundError as e:
         if e.name is not None and spec.split(".")[0] == e.name.split(".")[0]:
-            _mark_broken(
+            _import_failed(
                 spec,
                 f"Error importing plugin {spec!r}: no module named {e.name!r}, no such file and "
                 f"no installed plugin of that name (a plugin is a path to a .py file, a dotted "
@@ -607,10 +617,10 @@ def _import_module(spec: str) -> tuple[str, object | None, str]:
                 f"{', '.join(installed_names()) or 'none is installed'})",
             )
         else:
-            _mark_broken(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
+            _import_failed(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
         return spec, None, "module"
     except Exception as e:
-        _mark_broken(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
+        _import_failed(spec, f"Error importing plugin {spec!r}: {_describe(e)}")
         return spec, None, "module"
     existing = pm.get_name(module)
     if existing is not None:  # e.g. an installed plugin named by its module
@@ -625,10 +635,10 @@ def _import_file(spec: str) -> tuple[str, object | None, str]:
         return name, None, "file"
     if not path.is_file():
         why = "it is a directory" if path.is_dir() else "no such file"
-        _mark_broken(name, f"Error importing plugin {name!r}: {why}")
+        _import_failed(name, f"Error importing plugin {name!r}: {why}")
         return name, None, "file"
     if path.suffix != ".py":
-        _mark_broken(name, f"Error importing plugin {name!r}: not a .py file")
+        _import_failed(name, f"Error importing plugin {name!r}: not a .py file")
         return name, None, "file"
     # One module name per file, so two files with the same stem do not replace each other.
     _files[path] = name
@@ -645,7 +655,7 @@ def _import_file(spec: str) -> tuple[str, object | None, str]:
             detail = f"syntax error at line {e.lineno}: {e.msg}"
         else:
             detail = _describe(e, name)
-        _mark_broken(name, f"Error importing plugin {name!r}: {detail}")
+        _import_failed(name, f"Error importing plugin {name!r}: {detail}")
         return name, None, "file"
     return name, module, "file"
 
@@ -668,7 +678,16 @@ def reset() -> None:
             pm.unblock(name)
         elif name not in BUILTIN_PLUGINS:
             pm.unregister(plugin=plugin, name=name)
-    for store in (broken, _dists, _files, _blocked, _command_owner, _warned, _checked):
+    for store in (
+        broken,
+        _unimportable,
+        _dists,
+        _files,
+        _blocked,
+        _command_owner,
+        _warned,
+        _checked,
+    ):
         store.clear()
     for name in list(_sources):
         if name not in BUILTIN_PLUGINS:

@@ -372,6 +372,8 @@ def test_layer_plugin_path_that_does_not_exist(tmp_path: Path) -> None:
         registry.load_plugin(missing)
     assert one_line(str(error.value)) == f"Error importing plugin {missing!r}: no such file"
     assert record(missing)["status"] == "broken"
+    with pytest.raises(PluginError, match="no such file"):
+        registry.load_plugin(missing)  # asked again: it still does not exist
     assert "relu" in registry.names("layer")
 
 
@@ -411,6 +413,8 @@ def test_layer_plugin_whose_hook_raises_is_broken_not_fatal(tmp_path: Path) -> N
     ]
     assert record(name)["status"] == "broken"
     assert registry.names("loss") == ["mse"]
+    with no_warnings():
+        assert registry.load_plugin(str(path)) == name  # asked again: still just broken
 
 
 def test_layer_plugin_that_is_neither_file_module_nor_installed() -> None:
@@ -587,6 +591,12 @@ def test_register_commands_adds_a_command_and_survives_broken_ones() -> None:
         "kept: give one of them another name",
     ]
     assert record("raises")["status"] == "broken"
+
+    # A fresh group (as in a test, or a second CLI object): the command is added again.
+    other = make_cli()
+    with no_warnings(), registered(Adds(), "adds_again"):
+        registry.call_hook("register_commands", cli=other)
+    assert sorted(other.commands) == ["hello", "train"]
 
 
 # --- the record -------------------------------------------------------------------------
