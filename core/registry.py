@@ -87,8 +87,8 @@ _command_owner: dict[str, str] = {}
 _warned: set[str] = set()
 #: broken plugins that failed to import (as opposed to misbehaving hooks)
 _unimportable: set[str] = set()
-#: plugins being loaded by load_plugin, whose errors raise rather than warn
-_strict: set[str] = set()
+#: while load_plugin imports its plugin: an import error raises rather than warns
+_strict = False
 #: id -> plugin object already checked by _check_plugin
 _checked: dict[int, object] = {}
 
@@ -112,7 +112,7 @@ def _mark_broken(plugin: str, message: str) -> None:
     if plugin in BUILTIN_PLUGINS:
         raise PluginError(message)  # a bug in minidl itself: do not hide it
     broken.setdefault(plugin, message)
-    if plugin not in _strict:  # load_plugin raises instead: one line, not two
+    if not _strict:  # load_plugin raises instead: one line, not two
         _warn(message)
     if pm.has_plugin(plugin):
         pm.unregister(name=plugin)
@@ -584,7 +584,8 @@ def load_plugin(spec: str) -> str:
 def _import_spec(spec: str) -> tuple[str, object | None, str]:
     """(plugin name, the object to register or None if there is none to register, source);
     an import failure is recorded in ``broken`` without a warning: the caller raises it."""
-    _strict.add(spec)
+    global _strict
+    _strict = True
     try:
         if spec.endswith(".py") or os.sep in spec or "/" in spec:
             return _import_file(spec)
@@ -599,7 +600,7 @@ def _import_spec(spec: str) -> tuple[str, object | None, str]:
             return spec, _import_entry_point(ep), "entry point"
         return _import_module(spec)
     finally:
-        _strict.discard(spec)
+        _strict = False
 
 
 def _import_module(spec: str) -> tuple[str, object | None, str]:

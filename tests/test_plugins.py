@@ -377,11 +377,14 @@ def test_layer_plugin_path_that_does_not_exist(tmp_path: Path) -> None:
     assert "relu" in registry.names("layer")
 
 
-def test_layer_plugin_with_a_syntax_error_names_the_line(tmp_path: Path) -> None:
+def test_layer_plugin_with_a_syntax_error_names_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "broken.py"
+    monkeypatch.chdir(tmp_path)
     path.write_text("from minidl import hookimpl\n\n\ndef register_layers(register)\n    pass\n")
     with no_warnings(), pytest.raises(PluginError) as error:
-        registry.load_plugin(str(path))
+        registry.load_plugin("broken.py")  # relative: named by its absolute path
     assert one_line(str(error.value)) == (
         f"Error importing plugin {str(path.resolve())!r}: syntax error at line 4: expected ':'"
     )
