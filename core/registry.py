@@ -85,9 +85,9 @@ loaded_specs: list[str] = []
 #: click command name -> plugin that added it
 _command_owner: dict[str, str] = {}
 _warned: set[str] = set()
-#: broken plugins that failed to import (as opposed to misbehaving hooks)
+#: broken plugins that failed to load (import or register), as opposed to hooks that raised
 _unimportable: set[str] = set()
-#: while load_plugin imports its plugin: an import error raises rather than warns
+#: while load_plugin loads its plugin: a failure raises rather than warns
 _strict = False
 #: id -> plugin object already checked by _check_plugin
 _checked: dict[int, object] = {}
@@ -560,9 +560,10 @@ def load_plugin(spec: str) -> str:
     the name of an installed plugin (it loads even when :data:`PLUGINS_ENV` leaves it
     out), or a dotted module name.
 
-    A plugin that cannot be imported raises :class:`PluginError`: asked for by name, it
-    must exist. One that imports but misbehaves (a hook that raises, a misspelled hook) is
-    broken like an installed one: a warning, and :func:`plugins` lists it.
+    Asked for by name, a plugin must load: one that cannot be imported, or whose hooks
+    cannot be registered (misspelled, unmarked, asking for an argument the hook does not
+    pass), raises :class:`PluginError`. One whose hook raises when called is broken like an
+    installed plugin: a warning, and :func:`plugins` lists it.
     """
     if not isinstance(spec, str) or not spec.strip():
         raise PluginError(f"--layer-plugin needs a path, module or plugin name, got {spec!r}")
@@ -572,35 +573,34 @@ def load_plugin(spec: str) -> str:
         block(spec[3:].strip())
         return spec[3:].strip()
     load_plugins()
-    name, plugin, source = _import_spec(spec)
+    global _strict
+    _strict = True
+    try:
+        name, plugin, source = _import_spec(spec)
+        if plugin is not None and not _register(plugin, name, source) and name in broken:
+            _unimportable.add(name)  # its hooks cannot even be registered
+    finally:
+        _strict = False
     if name in _unimportable:
         raise PluginError(broken[name])
     if plugin is not None:
-        _register(plugin, name, source)
-        _tables_now()  # run its hooks now, so that a failure is reported at once
+        _tables_now()  # run its hooks now, so that one that raises is reported at once
     return name
 
 
 def _import_spec(spec: str) -> tuple[str, object | None, str]:
     """(plugin name, the object to register or None if there is none to register, source);
-    an import failure is recorded in ``broken`` without a warning: the caller raises it."""
-    global _strict
-    _strict = True
-    try:
-        if spec.endswith(".py") or os.sep in spec or "/" in spec:
-            return _import_file(spec)
-        if spec in _blocked:
-            raise PluginError(
-                f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}"
-            )
-        ep = next((ep for ep in _entry_points() if ep.name == spec), None)
-        if ep is not None:
-            if pm.has_plugin(spec) or spec in broken:
-                return spec, None, "entry point"
-            return spec, _import_entry_point(ep), "entry point"
-        return _import_module(spec)
-    finally:
-        _strict = False
+    an import failure is recorded in ``broken`` and ``_unimportable``."""
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        return _import_file(spec)
+    if spec in _blocked:
+        raise PluginError(f"plugin {spec!r} is blocked for this run by --layer-plugin no:{spec}")
+    ep = next((ep for ep in _entry_points() if ep.name == spec), None)
+    if ep is not None:
+        if pm.has_plugin(spec) or spec in broken:
+            return spec, None, "entry point"
+        return spec, _import_entry_point(ep), "entry point"
+    return _import_module(spec)
 
 
 def _import_module(spec: str) -> tuple[str, object | None, str]:

@@ -193,8 +193,8 @@ def test_misspelled_hook_in_an_installed_plugin(site: Path) -> None:
 
 
 def test_an_unmarked_hook_and_a_wrong_argument_are_explained(tmp_path: Path) -> None:
-    """They import fine, so even asked for by --layer-plugin they are broken plugins (a
-    warning, listed as broken), not errors that stop the run."""
+    """Hooks that cannot be registered: asked for by --layer-plugin, the plugin does not
+    load (an error, no warning besides); it is listed as broken."""
     unmarked = tmp_path / "unmarked.py"
     unmarked.write_text("def register_layers(register):\n    register('x', object)\n")
     wrong = tmp_path / "wrong.py"
@@ -203,10 +203,11 @@ def test_an_unmarked_hook_and_a_wrong_argument_are_explained(tmp_path: Path) -> 
     )
     empty = tmp_path / "empty.py"
     empty.write_text("X = 1\n")
-    with pytest.warns(PluginWarning) as caught:
-        for path in (unmarked, wrong, empty):
-            assert registry.load_plugin(str(path)) == str(path.resolve())
-    messages = [one_line(str(w.message)) for w in caught]
+    messages = []
+    for path in (unmarked, wrong, empty):
+        with no_warnings(), pytest.raises(PluginError) as error:
+            registry.load_plugin(str(path))
+        messages.append(one_line(str(error.value)))
     assert messages == [
         f"Error in plugin {str(unmarked.resolve())!r}: register_layers() is not marked with "
         "@minidl.hookimpl, so minidl would never call it",
@@ -399,6 +400,21 @@ def test_layer_plugin_that_raises_on_import_names_the_line(tmp_path: Path) -> No
     assert one_line(str(error.value)) == (
         f"Error importing plugin {str(path.resolve())!r}: ValueError: math domain error (line 3)"
     )
+
+
+def test_layer_plugin_with_a_misspelled_hook_does_not_load(tmp_path: Path) -> None:
+    path = tmp_path / "typo.py"
+    path.write_text(
+        "from minidl import hookimpl\n\n@hookimpl\ndef register_layer(register):\n    pass\n"
+    )
+    for _ in range(2):  # asked again, it fails again
+        with no_warnings(), pytest.raises(PluginError) as error:
+            registry.load_plugin(str(path))
+        assert one_line(str(error.value)) == (
+            f"Error in plugin {str(path.resolve())!r}: unknown hook 'register_layer'; "
+            "did you mean 'register_layers'?"
+        )
+    assert record(str(path.resolve()))["status"] == "broken"
 
 
 def test_layer_plugin_whose_hook_raises_is_broken_not_fatal(tmp_path: Path) -> None:
