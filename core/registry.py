@@ -12,6 +12,7 @@ every other plugin keeps working. :func:`plugins` lists it with its error.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -82,8 +83,6 @@ _files: dict[Path, str] = {}
 _blocked: set[str] = set()
 #: every spec given to load_plugin, in order: a worker process replays them (see replay)
 loaded_specs: list[str] = []
-#: click command name -> plugin that added it
-_command_owner: dict[str, str] = {}
 _warned: set[str] = set()
 #: broken plugins that failed to load (import or register), as opposed to hooks that raised
 _unimportable: set[str] = set()
@@ -322,18 +321,31 @@ def call_hook(hookname: str, **kwargs: Any) -> None:
             )
             continue
         if commands is not None:
-            _check_commands(plugin, before, commands)
+            _check_commands(plugin, before, commands, _owners(cli))
 
 
-def _check_commands(plugin: str, before: dict[str, Any], commands: dict[str, Any]) -> None:
+def _owners(cli: Any) -> dict[str, str]:
+    """command name -> the plugin that added it, kept on the group itself: the group
+    outlives a :func:`reset`, and its commands with it."""
+    owners: dict[str, str] | None = getattr(cli, "_minidl_command_owners", None)
+    if owners is None:
+        owners = {}
+        with contextlib.suppress(AttributeError):
+            cli._minidl_command_owners = owners
+    return owners
+
+
+def _check_commands(
+    plugin: str, before: dict[str, Any], commands: dict[str, Any], owners: dict[str, str]
+) -> None:
     for name, command in list(commands.items()):
         if name in before and before[name] is command:
             continue
         # Who added the command it replaces; an owner recorded for a command that is gone
         # (a test rebuilt the group, say) is stale.
-        owner = _command_owner.get(name, "minidl-run") if name in before else None
+        owner = owners.get(name, "minidl-run") if name in before else None
         if owner is None or owner == plugin:
-            _command_owner[name] = plugin
+            owners[name] = plugin
             continue
         commands[name] = before[name]
         if owner == "minidl-run":
@@ -685,7 +697,6 @@ def reset() -> None:
         _dists,
         _files,
         _blocked,
-        _command_owner,
         _warned,
         _checked,
     ):

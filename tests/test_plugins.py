@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import textwrap
 import warnings
 from collections.abc import Iterator
@@ -57,12 +58,16 @@ def install(
     (info / "entry_points.txt").write_text(f"[minidl]\n{entry_point or module} = {module}\n")
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(name="site")
+def site_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder on sys.path to install into; its modules are forgotten afterwards, so the
+    next test's module of the same name is imported afresh."""
     path = tmp_path / "site"
     path.mkdir()
     monkeypatch.syspath_prepend(str(path))
-    return path
+    yield path
+    for module in path.glob("*.py"):
+        sys.modules.pop(module.stem, None)
 
 
 GOOD = """
