@@ -64,7 +64,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class PluginWarning(RuntimeWarning):
-    """A plugin is broken or two plugins collide; the message is one line naming them."""
+    """A plugin is broken, or a command it adds was refused; one line naming the plugin."""
 
 
 pm = pluggy.PluginManager("minidl")
@@ -77,7 +77,7 @@ broken: dict[str, str] = {}
 _dists: dict[str, tuple[str, str]] = {}
 #: plugin name -> "builtin", "entry point", "file" or "module"
 _sources: dict[str, str] = {}
-#: resolved path of a file plugin -> its plugin name, so a file loads once
+#: resolved path -> name of each file plugin imported (module names are numbered by it)
 _files: dict[Path, str] = {}
 #: names blocked with ``no:NAME``
 _blocked: set[str] = set()
