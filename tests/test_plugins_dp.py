@@ -5,6 +5,8 @@ process on the same global batches."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -103,3 +105,30 @@ def test_plugin_layer_in_data_parallel_training_equals_one_process(tmp_path: Pat
     for w, p in zip(weights, expected.model.parameters(), strict=True):
         torch.testing.assert_close(w, p.data, rtol=1e-9, atol=1e-12)
     assert bool(weights[0].abs().min() > 0)  # the gate itself was trained
+
+
+def test_layer_plugin_with_train_nproc(tmp_path: Path) -> None:
+    """`minidl-run --layer-plugin gate.py train --nproc 2`: every rank re-runs the command
+    line, --layer-plugin included (a relative path: the ranks share the cwd)."""
+    (tmp_path / "gate.py").write_text(textwrap.dedent(PLUGIN))
+    args = [
+        "--layer-plugin", "gate.py", "train", "--model", CONFIG["model"], "--n-train", "120",
+        "--n-test", "40", "--epochs", "2", "--batch-size", "30", "--dtype", "float64",
+        "--optimizer", "sgd", "--lr", "0.5", "--json",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    runs = []
+    for extra in ([], ["--nproc", "2"]):
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "minidl-run"), *args, *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout)["history"])
+    for one, two in zip(*runs, strict=True):
+        for key in ("train_loss", "test_loss"):
+            assert two[key] == pytest.approx(one[key], rel=1e-9)
