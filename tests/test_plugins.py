@@ -645,3 +645,28 @@ def test_reset_forgets_everything_but_builtins(tmp_path: Path) -> None:
     registry.reset()
     assert registry.broken == {} and registry.loaded_specs == []
     assert [r["name"] for r in registry.plugins()] == list(registry.BUILTIN_PLUGINS)
+
+
+def test_two_distributions_declaring_one_plugin_name(site: Path) -> None:
+    install(site, "one-dist", "one_plugin", GOOD, "same")
+    other = GOOD.replace('"double"', '"twice"')
+    (site / "two_plugin.py").write_text(textwrap.dedent(other))
+    info = site / "two_dist-9.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: two-dist\nVersion: 9.0\n")
+    (info / "entry_points.txt").write_text("[minidl]\nsame = two_plugin\n")
+    with pytest.warns(PluginWarning) as caught:
+        names = registry.names("layer")
+    (message,) = [one_line(str(w.message)) for w in caught]
+    # Which comes first is the order importlib.metadata finds them in (directory order).
+    first, second = (
+        ("one", "two") if message.index("one-dist") < message.index("two") else ("two", "one")
+    )
+    versions = {"one": "1.2.3", "two": "9.0"}
+    assert message == (
+        f"two installed distributions declare the plugin 'same': {first}-dist "
+        f"{versions[first]} and {second}-dist {versions[second]}; loading the first"
+    )
+    loaded = {"one": "double", "two": "twice"}
+    assert loaded[first] in names and loaded[second] not in names
+    assert record("same")["distribution"] == f"{first}-dist"
