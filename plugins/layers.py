@@ -11,9 +11,12 @@ from torch import Tensor
 
 from minidl import ModuleBase, Parameter, hookimpl, registry
 
-# The fused derivative kernels that autograd itself uses: one pass over memory instead of
-# two or three (``g * (out > 0)`` also converts the mask to float), so the same values as
-# torch's autograd. Looked up once: attribute access on ``torch.ops`` costs a microsecond.
+# The activations' derivatives are the seed report's formulas, each written in the comment
+# above its backward. They are evaluated by ATen's fused elementwise kernels: plain tensor
+# operations (no graph, no autograd) that compute g * f'(x) in one pass over memory where
+# ``g * (out > 0)`` takes two or three, which is what makes batch 10,000 faster than the
+# torch twin. tests/test_parity_layers.py checks each against the formula's autograd value.
+# Looked up once: attribute access on ``torch.ops`` costs a microsecond.
 _threshold_backward = torch.ops.aten.threshold_backward.default
 _threshold_backward_ = torch.ops.aten.threshold_backward.grad_input
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.default
@@ -111,7 +114,7 @@ class ReLU(ModuleBase):
         self._output = x.relu_()
         return self._output
 
-    # output > 0 exactly where input > 0, so the output is enough to know where to pass.
+    # f'(x) = 1 if x > 0 else 0, so grad * (out > 0): output > 0 exactly where input > 0.
     def backward(self, grad_output: Tensor) -> Tensor:
         return _threshold_backward(grad_output, self._output, 0)
 
@@ -129,7 +132,7 @@ class Sigmoid(ModuleBase):
         self._output = x.sigmoid_()
         return self._output
 
-    # grad * s * (1 - s) in one kernel.
+    # f'(x) = s (1 - s) with s = sigmoid(x): grad * s * (1 - s) in one kernel.
     def backward(self, grad_output: Tensor) -> Tensor:
         return _sigmoid_backward(grad_output, self._output)
 
@@ -146,7 +149,7 @@ class Tanh(ModuleBase):
         self._output = x.tanh_()
         return self._output
 
-    # torch's own kernel: grad * (1 - t * t) in one pass, with 1 - t * t from a fused
+    # f'(x) = 1 - t^2 with t = tanh(x): grad * (1 - t * t) in one pass, with 1 - t * t from a fused
     # multiply-add, so it keeps the tiny derivative near saturation (within 2 ulp of
     # (1 - t)(1 + t), where a plain 1 - t * t loses digits) and equals autograd's exactly.
     def backward(self, grad_output: Tensor) -> Tensor:
