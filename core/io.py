@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from . import registry
 from .errors import ModelFileError, SpecError
 from .protocols import Module, Optimizer
 from .sequential import Sequential
@@ -120,11 +121,32 @@ def read_architecture(directory: str | Path) -> dict[str, Any]:
     return architecture
 
 
+def _check_layers_known(directory: Path, architecture: dict[str, Any]) -> None:
+    """A layer no loaded plugin provides: name it, and the plugin the saving run took it from."""
+    known = set(registry.names("layer"))
+    missing = [x["name"] for x in architecture["layers"] if x["name"].lower() not in known]
+    if not missing:
+        return
+    name = missing[0]
+    metadata = architecture.get("metadata")
+    origins = metadata.get("plugins") if isinstance(metadata, dict) else None
+    plugin = origins.get(name) if isinstance(origins, dict) else None
+    if isinstance(plugin, str) and plugin:
+        how = f"it came from plugin {plugin!r}: install it, or load it with --layer-plugin {plugin}"
+    else:
+        how = "install it, or load it with --layer-plugin FILE.py"
+    raise ModelFileError(
+        f"{directory}: unknown layer {name!r}; is the plugin that provides it installed? {how} "
+        f"(available layers: {', '.join(sorted(known))})"
+    )
+
+
 def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
     """The saved model and its metadata. A layer that no loaded plugin registers is named
     in the error, so the user knows which plugin to install."""
     directory = Path(directory)
     architecture = read_architecture(directory)
+    _check_layers_known(directory, architecture)
     specs = [
         LayerSpec(x["name"], x.get("args", []), x.get("kwargs", {})) for x in architecture["layers"]
     ]
