@@ -132,6 +132,8 @@ def sweep(ctx: click.Context, **options: Any) -> None:
     else:
         click.echo(f"test accuracy (%) over {rounds} rounds, mean ± std (sample std)")
         click.echo(text_table(results))
+        if any(r.diverged for r in results):
+            click.echo(DIVERGED_NOTE)
         for r in results:
             if r.diverged:
                 click.echo(
@@ -156,7 +158,13 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def _cells(r: RowResult) -> list[str]:
     row = r.row
-    ours = f"{percent(r.mean)} ± {percent(r.std)}" if r.accuracies else "diverged"
+    total = len(r.accuracies) + len(r.diverged)
+    if not r.accuracies:
+        ours = f"all {total} diverged"
+    else:  # over how many rounds the numbers are
+        ours = f"{percent(r.mean)} ± {percent(r.std)}"
+        if r.diverged:
+            ours += f" ({len(r.diverged)} of {total} diverged)"
     report = (
         f"{percent(row.report_mean)} ± {percent(row.report_std)}"
         if row.report_mean is not None
@@ -173,6 +181,11 @@ def _cells(r: RowResult) -> list[str]:
     ]
 
 
+DIVERGED_NOTE = (
+    "diverged rounds (the loss became NaN or infinite) are left out of the mean and std, "
+    "which are over the other rounds"
+)
+
 HEADER = ["activation", "optimizer", "lr", "beta1", "beta2", "minidl", "report"]
 
 
@@ -182,4 +195,7 @@ def text_table(results: list[RowResult]) -> str:
 
 def markdown_text(results: list[RowResult], rounds: int) -> str:
     header = [*HEADER[:5], f"minidl, {rounds} rounds (%)", "report (%)"]
-    return markdown_table(header, [_cells(r) for r in results])
+    text = markdown_table(header, [_cells(r) for r in results])
+    if any(r.diverged for r in results):
+        text += f"\n{DIVERGED_NOTE[0].upper()}{DIVERGED_NOTE[1:]}.\n"
+    return text
