@@ -40,7 +40,11 @@ class ModelFileError(MinidlError):
     """A saved model could not be read."""
 
 
-class DivergenceError(MinidlError, FloatingPointError):
+class NonFiniteError(MinidlError, FloatingPointError):
+    """A loss became NaN or infinite: a failed run, never a result to report."""
+
+
+class DivergenceError(NonFiniteError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int, step: int, lr: float) -> None:
