@@ -12,7 +12,7 @@ import click
 
 import minidl
 from minidl import distributed, registry
-from minidl.errors import DivergenceError, MinidlError, PluginError
+from minidl.errors import MinidlError, NonFiniteError, PluginError
 from minidl.sweep import RoundFailed
 
 from .output import one_line
@@ -75,7 +75,7 @@ class MinidlGroup(click.Group):
                 if os.environ.get(distributed.LAUNCHED):
                     sys.exit(e.code)  # the launcher that stopped this rank says so, once
                 fail(e.message, e.code)
-            except (DivergenceError, distributed.WorkerFailed, RoundFailed) as e:
+            except (NonFiniteError, distributed.WorkerFailed, RoundFailed) as e:
                 fail(str(e), 1)
             except (MinidlError, ValueError) as e:
                 fail(str(e), 2)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .errors import DivergenceError, MinidlError, PluginError
+from .errors import MinidlError, NonFiniteError, PluginError
 from .experiment import TrainConfig, accepts, run, setup
 
 
@@ -187,7 +187,7 @@ def run_round(config: TrainConfig) -> RoundResult:
     with single_thread():
         try:
             result = run(config)
-        except DivergenceError as e:
+        except NonFiniteError as e:  # diverged, or the test loss overflowed
             return RoundResult(None, None, str(e))
     return RoundResult(result.test_accuracy, result.train_accuracy)
 

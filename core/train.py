@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .data import Dataset
 from .distributed import DataParallel
-from .errors import DataError, DivergenceError, PluginError, SpecError
+from .errors import DataError, DivergenceError, NonFiniteError, PluginError, SpecError
 from .io import save_checkpoint
 from .protocols import Loss, Module, Optimizer
 
@@ -134,6 +134,12 @@ def fit(
             record["train_loss"] = float(losses.mean())
         if not math.isfinite(record["train_loss"]):
             raise DivergenceError(epoch, len(step_losses), optimizer.lr)
+        if not math.isfinite(record.get("test_loss", 0.0)):
+            raise NonFiniteError(
+                f"the test loss is {record['test_loss']} after epoch {epoch}, while the training "
+                "loss is finite: the model's outputs overflow on the test inputs (far outside "
+                f"the training data's range? the largest |x| there is {float(test.x.abs().max()):g})"  # type: ignore[union-attr]
+            )
         for callback in callbacks:
             callback(record, model)
         history.append(record)
