@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,9 +10,10 @@ import click
 import torch
 
 from minidl import Sequential, load_csv, load_model
-from minidl.errors import DataError
+from minidl.errors import DataError, NonFiniteError
 from minidl.experiment import labels
 from minidl.experiment import predict as model_predict
+from minidl.train import model_dtype_device
 
 from .output import echo_json, percent
 
@@ -71,10 +73,22 @@ def predict(model_dir: str, values: tuple[float, ...], data: str | None, as_json
                 f"got {len(values)} numbers, but the model takes {width} inputs per point",
                 param_hint="'X Y ...'",
             )
+        bad = next((v for v in values if not math.isfinite(v)), None)
+        if bad is not None:
+            raise click.BadParameter(f"{bad} is not a finite number", param_hint="'X Y ...'")
         x = torch.tensor(values, dtype=torch.float64).reshape(-1, width)
     else:
         raise click.UsageError(f"give the inputs of a point ({width or 'N'} numbers) or --data CSV")
     output = model_predict(model, x).detach().to("cpu", torch.float64)
+    finite = torch.isfinite(output).all(1)
+    if not bool(finite.all()):
+        i = int((~finite).nonzero()[0])
+        raise NonFiniteError(
+            f"the model's output for point {i + 1} ({', '.join(f'{v:g}' for v in x[i].tolist())}) "
+            f"is {', '.join(f'{v:g}' for v in output[i].tolist())}: its inputs overflow the "
+            f"model's {str(model_dtype_device(model)[0]).removeprefix('torch.')} arithmetic (far outside the "
+            "training data's range?)"
+        )
     predicted = labels(output)
     records = []
     for i in range(len(x)):
