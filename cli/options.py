@@ -4,6 +4,7 @@ whose one line names the option, the value and, for names, the valid ones."""
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,16 @@ def numbers_callback(
         return list(dict.fromkeys(numbers))
 
     return callback
+
+
+#: torch seeds are 64-bit; a sweep adds the round to the seed
+SEED = click.IntRange(0, 2**63 - 1)
+
+
+def positive_finite(value: float | None) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a number > 0")
+    return value
 
 
 def hidden_callback(
@@ -319,7 +330,13 @@ common_training_options = _apply(
         callback=name_callback("initializer"),
         help="A registered weight initializer for the linear layers.",
     ),
-    click.option("--gain", type=float, default=None, help="Gain passed to the initializer."),
+    click.option(
+        "--gain",
+        type=float,
+        default=None,
+        callback=lambda ctx, param, value: positive_finite(value),
+        help="Gain passed to the initializer (a number > 0).",
+    ),
     click.option(
         "--standardize/--no-standardize",
         default=DEFAULTS.standardize,

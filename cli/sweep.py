@@ -13,6 +13,7 @@ from minidl.sweep import sweep as run_sweep
 from . import plots
 from .group import plugin_specs
 from .options import (
+    SEED,
     base_config,
     check_data_options,
     common_training_options,
@@ -73,7 +74,7 @@ GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
     help="Grid: Adam's beta2 values.",
 )
 @common_training_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of round 0.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of round 0.")
 @click.pass_context
 def sweep(ctx: click.Context, **options: Any) -> None:
     """Train every row for --rounds rounds and print mean ± std of the test accuracy.

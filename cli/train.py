@@ -26,6 +26,7 @@ from minidl.io import CHECKPOINT, Checkpoint, atomic_write, load_checkpoint
 from . import plots, signals
 from .options import (
     DEFAULTS,
+    SEED,
     activation_callback,
     base_config,
     check_data_options,
@@ -87,7 +88,7 @@ def train_options(f: Any) -> Any:
             common_training_options,
             click.option(
                 "--seed",
-                type=int,
+                type=SEED,
                 default=DEFAULTS.seed,
                 show_default=True,
                 help="Seeds the data, the initial weights and the shuffling.",
