@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import io
+import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,15 @@ def parse(spec: str) -> list[LayerSpec]:
         tree = ast.parse(f"[{spec}]", mode="eval")
     except SyntaxError as e:
         column = max((e.offset or 2) - 2, 0)
-        raise SpecError(_pointing(spec, column, _syntax_message(e.msg))) from None
+        message = _syntax_message(e.msg)
+        if "forgot a comma" in e.msg:  # Python points at the first of the two items
+            gap = _missing_comma(spec, column)
+            if gap is not None:
+                column, message = (
+                    gap,
+                    f"invalid syntax: a comma is missing before {spec[gap:].split()[0]!r}",
+                )
+        raise SpecError(_pointing(spec, column, message)) from None
     assert isinstance(tree.body, ast.List)
     if not tree.body.elts:
         raise SpecError("model spec is empty; example: 'linear(25), relu, linear(1), sigmoid'")
@@ -67,6 +77,26 @@ def _literal(spec: str, node: ast.expr) -> Any:
         if isinstance(node, ast.Name):
             message += f"; quote strings: '{node.id}'"
         raise SpecError(_pointing(spec, node.col_offset - 1, message)) from None
+
+
+def _missing_comma(spec: str, start: int) -> tuple[int, str] | None:
+    """The column and text of the first item after ``start`` that follows another with no
+    comma between them."""
+    ends = {tokenize.NAME, tokenize.NUMBER, tokenize.STRING}
+    previous = None
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(spec).readline):
+            if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER):
+                continue
+            ended = previous is not None and (
+                previous.type in ends or previous.string in (")", "]", "}")
+            )
+            if token.start[1] >= start and ended and token.type in ends:
+                return int(token.start[1]), token.string
+            previous = token
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return None
 
 
 def _syntax_message(msg: str) -> str:
