@@ -42,10 +42,7 @@ def parse(spec: str) -> list[LayerSpec]:
         if "forgot a comma" in e.msg:  # Python points at the first of the two items
             gap = _missing_comma(spec, column)
             if gap is not None:
-                column, message = (
-                    gap,
-                    f"invalid syntax: a comma is missing before {spec[gap:].split()[0]!r}",
-                )
+                column, message = gap[0], f"invalid syntax: a comma is missing before {gap[1]!r}"
         raise SpecError(_pointing(spec, column, message)) from None
     assert isinstance(tree.body, ast.List)
     if not tree.body.elts:
