@@ -123,7 +123,8 @@ def load_csv(path: str | Path, *, targets: int = 1) -> Dataset:
         rows.append(values)
         lines.append(lineno)
     if not rows:
-        raise DataError(f"{path}: no data rows, only a header")
+        only = "a header" if header else "blank lines and # comments"
+        raise DataError(f"{path}: no data rows, only {only}")
     if width <= targets:
         raise DataError(
             f"{path}: {width} column(s); need at least one feature column and {targets} target column(s)"
