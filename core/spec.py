@@ -127,7 +127,7 @@ def build(spec: str | list[LayerSpec], in_features: int | None) -> Sequential:
             args.insert(0, width)
         try:
             layer = factory(*args, **kwargs)
-        except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # torch says RuntimeError
+        except (TypeError, ValueError, LookupError, RuntimeError, OverflowError) as e:
             raise SpecError(
                 f"model spec item {i + 1}: cannot build {LayerSpec(item.name, args, kwargs)}: {e}"
             ) from None
