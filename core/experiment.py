@@ -12,6 +12,7 @@ import torch
 
 from . import registry
 from .data import Dataset, load_csv
+from .diagnostics import Diagnostics
 from .protocols import Loss, Optimizer
 from .sequential import Sequential
 from .spec import LayerSpec, build, mlp, parse
@@ -47,6 +48,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+    # Hold out this fraction of the training points and evaluate on it instead of the test
+    # set, which is then never used: what hyperparameter search must do.
+    validation: float = 0.0
+    diagnostics: bool = False  # record gradient norms and saturation per epoch (minidl.diagnostics)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -72,6 +77,18 @@ class RunResult:
 
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The training and test sets; with ``config.validation``, the training set's two parts."""
+    train, test = _load_train_test(config)
+    if not config.validation:
+        return train, test
+    if not 0 < config.validation < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1), got {config.validation}")
+    # Seeded apart from the CSV hold-out below, so the two splits are not the same draw.
+    generator = torch.Generator().manual_seed(config.seed + 7919)
+    return train.split(1 - config.validation, generator)
+
+
+def _load_train_test(config: TrainConfig) -> tuple[Dataset, Dataset]:
     if config.data is not None:
         train = load_csv(config.data)
         if config.test_data is not None:
@@ -147,6 +164,8 @@ def run(
     config = (config or TrainConfig()).replace(**changes)
     model, loss, optimizer, train, test = setup(config)
     schedule = registry.get("schedule", config.schedule)(config.lr, config.epochs)
+    if config.diagnostics:
+        callbacks = [Diagnostics(train, loss), *callbacks]
     history = fit(
         model,
         loss,
