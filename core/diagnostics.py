@@ -8,7 +8,11 @@ epoch's record
   of the mean probe loss (the full-batch gradient at the epoch's final weights);
 - ``saturation/sigmoid0``, ``saturation/tanh0``, ``saturation/relu0``, ...: per activation
   layer, the fraction of sigmoid outputs within 0.01 of 0 or 1, of tanh outputs with
-  ``|out| > 0.99``, and of ReLU units that are dead (zero on every probe point).
+  ``|out| > 0.99``, and of ReLU units that are dead (zero on every probe point);
+- ``spread/sigmoid0``, ...: per activation layer, the standard deviation of each unit's
+  output across the probe points, averaged over units: how much the layer's output still
+  depends on the input. When it falls towards zero layer after layer, the network computes
+  nearly the same thing for every point, which is how the seed's sigmoid nets failed.
 
 Why a probe pass rather than averaging the mini-batch gradients the epoch computed: the
 training loop zeroes gradients at each step, and the mini-batch gradients were taken at ten
@@ -55,6 +59,13 @@ SATURATION: dict[str, Callable[[Tensor], float]] = {
     "tanh": tanh_saturation,
     "relu": relu_dead,
 }
+
+
+def spread(output: Tensor) -> float:
+    """Mean over units of the standard deviation across points (0 for a single point)."""
+    if len(output) < 2:
+        return 0.0
+    return float(output.to(torch.float64).std(0, unbiased=False).mean())
 
 
 def layer_names(model: Module) -> list[tuple[str, str, Module]]:
@@ -114,6 +125,7 @@ class Diagnostics:
             measure = _saturation_measure(kind, layer)
             if measure is not None:
                 record[f"saturation/{name}"] = measure(output)
+                record[f"spread/{name}"] = spread(output)
         for p, grad in zip(params, saved, strict=True):
             p.grad.copy_(grad)
         return record

@@ -7,7 +7,13 @@ import torch
 from twin import torch_twin
 
 import minidl
-from minidl.diagnostics import Diagnostics, relu_dead, sigmoid_saturation, tanh_saturation
+from minidl.diagnostics import (
+    Diagnostics,
+    relu_dead,
+    sigmoid_saturation,
+    spread,
+    tanh_saturation,
+)
 from minidl.plugins import Linear, ReLU, Sigmoid, Tanh
 
 
@@ -106,6 +112,26 @@ def test_measures_directly() -> None:
     assert sigmoid_saturation(torch.tensor([0.005, 0.5, 0.995, 0.98])) == 0.5
     assert tanh_saturation(torch.tensor([-0.995, 0.5, 0.999, -0.98])) == 0.5
     assert relu_dead(torch.tensor([[0.0, 1.0], [0.0, 0.0]])) == 0.5
+    # Unit 0 takes values 0 and 2 (std 1), unit 1 is constant (std 0): mean 0.5.
+    assert spread(torch.tensor([[0.0, 3.0], [2.0, 3.0]])) == 0.5
+    assert spread(torch.tensor([[1.0, 2.0]])) == 0.0
+
+
+def test_spread_recorded_per_activation() -> None:
+    # Two tanh units fed +-a*x: each output's spread across points is the std of tanh(a*x).
+    layer = Linear(1, 2)
+    layer.weight.data = torch.tensor([[1.0], [-3.0]])
+    layer.bias.data = torch.zeros(2)
+    x = torch.linspace(-1, 1, 7).unsqueeze(1)
+    data = minidl.Dataset(x, torch.zeros(7, 2))
+    loss = minidl.registry.get("loss", "mse")()
+    record = Diagnostics(data, loss).measure(minidl.Sequential(layer, Tanh()))
+    by_hand = [
+        math.sqrt(sum((math.tanh(a * v) - m) ** 2 for v in x.flatten().tolist()) / 7)
+        for a in (1.0, -3.0)
+        for m in [sum(math.tanh(a * v) for v in x.flatten().tolist()) / 7]
+    ]
+    assert record["spread/tanh0"] == pytest.approx(sum(by_hand) / 2, rel=1e-6)
 
 
 def test_keys_count_layers_per_name() -> None:
@@ -114,8 +140,8 @@ def test_keys_count_layers_per_name() -> None:
     record = Diagnostics(data, minidl.registry.get("loss", "mse")()).measure(model)
     assert sorted(record) == sorted(
         [f"grad_norm/linear{i}" for i in range(4)]
-        + [f"saturation/tanh{i}" for i in range(3)]
-        + ["saturation/sigmoid0"]
+        + [f"{what}/tanh{i}" for what in ("saturation", "spread") for i in range(3)]
+        + ["saturation/sigmoid0", "spread/sigmoid0"]
     )
 
 
