@@ -77,22 +77,22 @@ class RunResult:
 
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The training and test sets; with ``config.validation``, the training set's two parts."""
-    train, test = _load_train_test(config)
+    """The training and test sets; with ``config.validation``, the training set's two parts
+    (a test file is then not even read)."""
     if not config.validation:
-        return train, test
+        return _load_train_test(config)
     if not 0 < config.validation < 1:
         raise ValueError(f"validation must be a fraction in (0, 1), got {config.validation}")
     # Seeded apart from the CSV hold-out below, so the two splits are not the same draw.
     generator = torch.Generator().manual_seed(config.seed + 7919)
-    return train.split(1 - config.validation, generator)
+    return _load_train_test(config, read_test=False)[0].split(1 - config.validation, generator)
 
 
-def _load_train_test(config: TrainConfig) -> tuple[Dataset, Dataset]:
+def _load_train_test(config: TrainConfig, read_test: bool = True) -> tuple[Dataset, Dataset]:
     if config.data is not None:
         train = load_csv(config.data)
         if config.test_data is not None:
-            return train, load_csv(config.test_data)
+            return train, load_csv(config.test_data) if read_test else train
         # No test file: hold out a fifth of the rows, the same ones for a given seed.
         return train.split(0.8, torch.Generator().manual_seed(config.seed))
     factory = registry.get("dataset", config.dataset)
