@@ -1,8 +1,25 @@
 """Tuning: choices made on a validation split of the training points, never the test set."""
 
+import math
+
 import pytest
+import torch
 
 import minidl
+from minidl.data import disc
+from minidl.tune import (
+    Budget,
+    _epoch_free,
+    count_runs,
+    default_candidates,
+    grid,
+    round_accuracy,
+    search,
+    tune,
+)
+
+TINY = minidl.TrainConfig(hidden=[6, 6], n_train=120, n_test=60, batch_size=40, optimizer="sgd")
+TINY_BUDGET = Budget(epochs=(3, 6), seeds=(1000, 1001), finalists=2, confirm_seeds=(1002,))
 
 
 def test_validation_split_is_carved_from_training_points() -> None:
@@ -16,3 +33,119 @@ def test_validation_split_is_carved_from_training_points() -> None:
     assert not rows & {tuple(r) for r in test.x.tolist()}
     with pytest.raises(ValueError, match="validation must be a fraction"):
         minidl.experiment.load_data(config.replace(validation=1.5))
+
+
+def write_csv(path, data: minidl.Dataset) -> str:  # type: ignore[no-untyped-def]
+    rows = torch.cat([data.x, data.y], 1).tolist()
+    path.write_text("x,y,label\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return str(path)
+
+
+def test_search_never_reads_the_test_set(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # The test file does not exist: the whole search must run without it, and only the
+    # test rounds may then fail for want of it.
+    train = write_csv(tmp_path / "train.csv", disc(150, torch.Generator().manual_seed(0)))
+    base = TINY.replace(data=train, test_data=str(tmp_path / "missing.csv"))
+    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6])
+    trials = search(base, candidates, seeds=(1, 2))
+    assert len(trials) == 4 and all(len(t.accuracies) == 2 for t in trials)
+    with pytest.raises(minidl.DataError, match="missing.csv: no such file"):
+        tune(base, candidates, budget=TINY_BUDGET, rounds=(0,))
+
+
+def test_test_set_changes_nothing_before_the_rounds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    generator = torch.Generator().manual_seed(1)
+    train = write_csv(tmp_path / "train.csv", disc(150, generator))
+    test = disc(80, generator)
+    honest = write_csv(tmp_path / "test.csv", test)
+    flipped = write_csv(tmp_path / "flipped.csv", minidl.Dataset(test.x, 1 - test.y))
+    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6])
+    a = tune(
+        TINY.replace(data=train, test_data=honest), candidates, budget=TINY_BUDGET, rounds=(0,)
+    )
+    b = tune(
+        TINY.replace(data=train, test_data=flipped), candidates, budget=TINY_BUDGET, rounds=(0,)
+    )
+    assert [(t.settings, t.accuracies) for t in a.trials] == [
+        (t.settings, t.accuracies) for t in b.trials
+    ]
+    # The rounds do score the test set: flipped labels flip the accuracy.
+    assert a.accuracies[0] == pytest.approx(1 - b.accuracies[0])
+
+
+def test_shared_epoch_runs_equal_separate_runs() -> None:
+    # A constant schedule scores epochs 3 and 6 from one 6-epoch run; cosine needs two runs.
+    for schedule in ("constant", "cosine"):
+        candidates = grid(lr=[0.5], epochs=[3, 6], schedule=[schedule])
+        trials = search(TINY, candidates, seeds=(7,))
+        for t in trials:
+            config = TINY.replace(**t.settings, seed=7, validation=0.2)
+            assert t.accuracies == [minidl.run(config).test_accuracy]
+
+
+def test_epoch_free_schedules() -> None:
+    config = minidl.TrainConfig(lr=0.1)
+    assert _epoch_free(config.replace(schedule="constant"), [10, 50])
+    assert _epoch_free(config.replace(schedule="step"), [10, 50])
+    assert not _epoch_free(config.replace(schedule="cosine"), [10, 50])
+
+
+def test_trials_are_ranked_by_mean_validation_accuracy() -> None:
+    trials = search(TINY, grid(lr=[0.01, 0.3, 1.0], epochs=[2, 6]), seeds=(1, 2))
+    means = [t.mean for t in trials]
+    assert means == sorted(means, reverse=True)
+    assert all(t.seeds == [1, 2] for t in trials)
+
+
+def test_tune_reports_rounds_that_rerun_reproduces() -> None:
+    ticks: list[int] = []
+    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6], schedule=["constant", "cosine"])
+    result = tune(TINY, candidates, budget=TINY_BUDGET, rounds=(0, 1), progress=ticks.append)
+    assert sum(ticks) == count_runs(TINY, candidates, TINY_BUDGET, (0, 1))
+    assert result.chosen == result.trials[0].settings
+    # The finalists were confirmed on more seeds, and the best of them was chosen.
+    finalists = result.trials[: TINY_BUDGET.finalists]
+    assert all(t.seeds == [1000, 1001, 1002] for t in finalists)
+    assert result.validation.mean == max(t.mean for t in finalists)
+    # Re-running the chosen settings as a plain training run gives the reported accuracy.
+    for seed, accuracy in zip(result.rounds, result.accuracies, strict=True):
+        rerun = minidl.run(TINY.replace(**result.chosen, seed=seed))
+        assert rerun.test_accuracy == accuracy
+    assert result.mean == pytest.approx(sum(result.accuracies) / 2)
+
+
+def test_diverged_candidates_rank_last() -> None:
+    # Without the output sigmoid, a huge step sends the squared error to infinity.
+    base = TINY.replace(model="linear(6), relu, linear(1)")
+    trials = search(base, grid(lr=[0.3, 1e6], epochs=[4]), seeds=(1,))
+    assert trials[-1].settings["lr"] == 1e6 and trials[-1].diverged
+    assert math.isinf(trials[-1].std) and trials[-1].mean == 0.0
+
+
+def test_round_seeds_must_be_fresh() -> None:
+    with pytest.raises(ValueError, match=r"round seeds must be fresh, but \[1000\]"):
+        tune(TINY, grid(lr=[0.1]), budget=TINY_BUDGET, rounds=(0, 1000))
+
+
+def test_only_tunable_settings() -> None:
+    with pytest.raises(ValueError, match="cannot tune 'hidden'; tunable settings: standardize"):
+        grid(hidden=[[5]])
+    with pytest.raises(ValueError, match="cannot tune 'optimizer'"):
+        search(TINY, [{"optimizer": "adam"}])
+    with pytest.raises(ValueError, match="no values to try for 'lr'"):
+        grid(lr=[])
+
+
+def test_default_candidates_cover_the_research_grid() -> None:
+    candidates = default_candidates("sigmoid", "sgd")
+    assert {(c["init"], c["gain"]) for c in candidates} == {("xavier", 2.0), ("xavier", 4.0)}
+    assert all(c["standardize"] for c in candidates)
+    assert {c["schedule"] for c in candidates} == {"cosine"}
+    assert len(candidates) == 2 * 3 * 3  # inits x learning rates x epoch counts
+    wider = default_candidates("relu", "adam", schedules=("constant", "cosine"), lrs=[0.1])
+    assert {(c["schedule"], c["lr"]) for c in wider} == {("constant", 0.1), ("cosine", 0.1)}
+
+
+def test_round_accuracy_ignores_validation() -> None:
+    config = TINY.replace(epochs=2, validation=0.3)
+    assert round_accuracy(config) == minidl.run(config.replace(validation=0.0)).test_accuracy
