@@ -7,6 +7,7 @@ and a data-parallel ``all_reduce`` is one call.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 
 import torch
@@ -36,6 +37,18 @@ class FlatParameters:
         if shared is not None:
             self.data, self.grad = shared
             return
+        packed = [p for p in self.params if _is_view(p.data)]
+        if packed:
+            # Re-packing rebinds them to new buffers; whoever owns the old one (an earlier
+            # optimizer) would go on stepping a buffer the model no longer reads.
+            warnings.warn(
+                f"re-packing {len(packed)} parameter(s) (first: {packed[0]!r}) that are views "
+                "into another flat buffer: an optimizer made earlier over them no longer "
+                "updates them; make optimizers over the same parameters in the same order, "
+                "or over consecutive layers",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         total = sum(p.data.numel() for p in self.params)
         self.data = torch.empty(total, dtype=first.dtype, device=first.device)
         self.grad = torch.zeros_like(self.data)
@@ -51,7 +64,7 @@ class FlatParameters:
 
 
 def _existing_buffers(params: list[Parameter]) -> tuple[Tensor, Tensor] | None:
-    """The buffers these parameters already are views of, in this order, if any."""
+    """The buffers (or the slice of them) these parameters already are consecutive views of."""
     first = params[0]
     offset = 0
     for p in params:
@@ -63,12 +76,14 @@ def _existing_buffers(params: list[Parameter]) -> tuple[Tensor, Tensor] | None:
             ):
                 return None
         offset += p.data.numel()
-    if first.data.untyped_storage().nbytes() != offset * first.data.element_size():
-        return None  # the storage holds more than these parameters: not ours alone
-    if first.data.storage_offset() != 0 or first.grad.storage_offset() != 0:
-        return None
 
+    # Consecutive parameters of a larger buffer (say one layer of a packed model) use
+    # their slice of it, so the optimizers over the whole and over the part stay in step.
     def whole(t: Tensor) -> Tensor:
-        return torch.as_strided(t, (offset,), (1,), 0)
+        return torch.as_strided(t, (offset,), (1,), t.storage_offset())
 
     return whole(first.data), whole(first.grad)
+
+
+def _is_view(t: Tensor) -> bool:
+    return t.untyped_storage().nbytes() > t.numel() * t.element_size()

@@ -68,8 +68,14 @@ def save_model(
         "layers": [{"name": s.name, "args": s.args, "kwargs": s.kwargs} for s in model.spec],
         "metadata": metadata or {},
     }
+    try:  # before writing anything: a failure must not leave new weights beside old JSON
+        text = json.dumps(architecture, indent=2)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"model metadata must be JSON data (strings, numbers, lists, dicts): {e}"
+        ) from None
     atomic_write(directory / WEIGHTS, save_tensors(tensors))
-    atomic_write(directory / ARCHITECTURE, json.dumps(architecture, indent=2))
+    atomic_write(directory / ARCHITECTURE, text)
 
 
 def read_architecture(directory: str | Path) -> dict[str, Any]:

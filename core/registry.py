@@ -88,7 +88,14 @@ def load_plugins() -> None:
             pm.register(importlib.import_module(modname), name=modname)
     selected = os.environ.get(PLUGINS_ENV)
     allowed = None if selected is None else {s.strip() for s in selected.split(",") if s.strip()}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    unknown = sorted((allowed or set()) - {ep.name for ep in eps})
+    if unknown:
+        _warn(
+            f"{PLUGINS_ENV} names {', '.join(map(repr, unknown))}, which no installed plugin "
+            f"provides; installed: {', '.join(sorted({ep.name for ep in eps})) or '(none)'}"
+        )
+    for ep in eps:
         if allowed is not None and ep.name not in allowed:
             continue
         if pm.is_blocked(ep.name) or pm.has_plugin(ep.name):
@@ -129,7 +136,7 @@ def call_hook(hookname: str, **kwargs: Any) -> None:
     """Call each plugin's implementation on its own, so one that raises breaks only itself."""
     load_plugins()
     caller = getattr(pm.hook, hookname)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order (pluggy *calls* them reversed)
         try:
             impl.function(*[kwargs[name] for name in impl.argnames])
         except Exception as e:
@@ -162,7 +169,7 @@ def table(kind: str) -> dict[str, Entry]:
 def _collect(kind: str) -> dict[str, Entry]:
     found: dict[str, Entry] = {}
     hookname = KINDS[kind]
-    for impl in reversed(getattr(pm.hook, hookname).get_hookimpls()):
+    for impl in getattr(pm.hook, hookname).get_hookimpls():  # registration order
         plugin = impl.plugin_name
 
         def register(name: str, factory: Callable[..., Any], plugin: str = plugin) -> None:

@@ -36,29 +36,46 @@ def parse(spec: str) -> list[LayerSpec]:
         tree = ast.parse(f"[{spec}]", mode="eval")
     except SyntaxError as e:
         column = max((e.offset or 2) - 2, 0)
-        raise SpecError(_pointing(spec, column, f"invalid syntax ({e.msg})")) from None
+        raise SpecError(_pointing(spec, column, _syntax_message(e.msg))) from None
     assert isinstance(tree.body, ast.List)
     if not tree.body.elts:
         raise SpecError("model spec is empty; example: 'linear(25), relu, linear(1), sigmoid'")
     layers = []
     for node in tree.body.elts:
-        column = node.col_offset - 1
         if isinstance(node, ast.Name):
             layers.append(LayerSpec(node.id.lower()))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            try:
-                args = [ast.literal_eval(a) for a in node.args]
-                kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg}
-            except ValueError:
-                raise SpecError(
-                    _pointing(
-                        spec, column, "layer arguments must be literal numbers, strings or lists"
-                    )
-                ) from None
+            args = [_literal(spec, a) for a in node.args]
+            kwargs = {}
+            for k in node.keywords:
+                if k.arg is None:
+                    raise SpecError(_pointing(spec, k.value.col_offset - 3, "'**' is not allowed"))
+                kwargs[k.arg] = _literal(spec, k.value)
             layers.append(LayerSpec(node.func.id.lower(), args, kwargs))
         else:
-            raise SpecError(_pointing(spec, column, "expected a layer name or name(arguments)"))
+            raise SpecError(
+                _pointing(spec, node.col_offset - 1, "expected a layer name or name(arguments)")
+            )
     return layers
+
+
+def _literal(spec: str, node: ast.expr) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        message = "layer arguments must be literal numbers, strings, lists or dicts"
+        if isinstance(node, ast.Name):
+            message += f"; quote strings: '{node.id}'"
+        raise SpecError(_pointing(spec, node.col_offset - 1, message)) from None
+
+
+def _syntax_message(msg: str) -> str:
+    # The spec is parsed inside [...]; say nothing about brackets the user did not write.
+    if "does not match opening parenthesis '('" in msg:
+        return "invalid syntax: '(' was never closed"
+    if "does not match opening parenthesis '['" in msg:
+        return f"invalid syntax: unmatched {msg.split(chr(39))[1]!r}"
+    return msg if msg.startswith("invalid syntax") else f"invalid syntax ({msg})"
 
 
 def _pointing(spec: str, column: int, message: str) -> str:
@@ -87,7 +104,10 @@ def build(spec: str | list[LayerSpec], in_features: int | None) -> Sequential:
             raise SpecError(
                 f"model spec item {i + 1}: cannot build {LayerSpec(item.name, args, kwargs)}: {e}"
             ) from None
-        check_module(layer, f"model spec item {i + 1} ({item.name})")
+        try:
+            check_module(layer, f"model spec item {i + 1} ({item.name})")
+        except TypeError as e:  # a plugin's bug, reported like any other bad spec item
+            raise SpecError(str(e)) from None
         width = getattr(layer, "out_features", width)
         layers.append(layer)
         resolved.append(LayerSpec(item.name, args, kwargs))

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from .data import Dataset
+from .distributed import DataParallel
 from .errors import DivergenceError
 from .protocols import Loss, Module, Optimizer
 
@@ -64,7 +65,8 @@ def fit(
     ``train_loss``, ``train_accuracy`` and, given ``test``, ``test_loss`` and ``test_accuracy``.
 
     The data is moved to the model's dtype and device. Shuffling draws from a generator
-    seeded with ``seed``, so a run is reproducible. A NaN or infinite loss raises
+    seeded with ``seed``, so a run is reproducible. With a :class:`minidl.distributed.DataParallel`
+    as the optimizer, each rank trains on its slice of every batch. A NaN or infinite loss raises
     :class:`DivergenceError` naming the epoch and step.
     """
     if epochs < 1 or batch_size < 1:
@@ -79,16 +81,18 @@ def fit(
     callbacks = list(callbacks)
     history = []
     forward, backward = model.forward, model.backward
+    batches = optimizer.batches if isinstance(optimizer, DataParallel) else Dataset.batches
     for epoch in range(start_epoch, epochs + 1):
         if schedule is not None:
             optimizer.lr = schedule(epoch)
         step_losses = []
-        for x, y in train.batches(batch_size, generator):
+        for x, y in batches(train, batch_size, generator):
             optimizer.zero_grad()
             step_losses.append(loss.forward(forward(x), y))
             backward(loss.backward())
             optimizer.step()
-        losses = torch.stack(step_losses)  # one check per epoch, not a sync per step
+        # One check per epoch, not a sync per step. (A data-parallel rank may have had no rows.)
+        losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
         if not bool(torch.isfinite(losses).all()):
             step = int((~torch.isfinite(losses)).nonzero()[0]) + 1
             raise DivergenceError(epoch, step, optimizer.lr)

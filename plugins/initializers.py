@@ -14,9 +14,12 @@ from minidl import hookimpl
 def default(weight: Tensor, bias: Tensor, gain: float = 1.0) -> None:
     """``torch.nn.Linear``'s: uniform in +-gain/sqrt(fan_in), bias likewise, drawn in that order
     from the global generator, so a torch twin seeded alike gets the same weights."""
-    bound = gain / math.sqrt(weight.shape[1])
-    weight.uniform_(-bound, bound)
-    bias.uniform_(-bound, bound)
+    fan_in = weight.shape[1]
+    # torch's own arithmetic (kaiming_uniform_ with a=sqrt(5)): equal in value to
+    # 1/sqrt(fan_in) but not always in the last bit, which float64 weights would show.
+    bound = math.sqrt(3.0) * (math.sqrt(2.0 / (1 + math.sqrt(5) ** 2)) / math.sqrt(fan_in))
+    weight.uniform_(-gain * bound, gain * bound)
+    bias.uniform_(-gain / math.sqrt(fan_in), gain / math.sqrt(fan_in))
 
 
 def xavier(weight: Tensor, bias: Tensor, gain: float = 1.0) -> None:

@@ -87,7 +87,8 @@ class Tanh(ModuleBase):
 
     def backward(self, grad_output: Tensor) -> Tensor:
         t = self._output
-        return grad_output * (1 - t * t)
+        # (1 - t)(1 + t), not 1 - t*t: near saturation t*t rounds away the tiny derivative.
+        return grad_output * (1 - t).mul_(1 + t)
 
 
 class Standardize(ModuleBase):
@@ -99,8 +100,11 @@ class Standardize(ModuleBase):
             raise ValueError(f"Standardize: {len(mean)} means but {len(std)} standard deviations")
         if any(not (math.isfinite(s) and s > 0) for s in std):
             raise ValueError("Standardize: every standard deviation must be positive and finite")
-        self.mean = torch.tensor(list(mean), dtype=torch.get_default_dtype())
-        self.std = torch.tensor(list(std), dtype=torch.get_default_dtype())
+        # The exact values stay as Python floats: moving to float64 after float32 must not
+        # keep float32-rounded constants.
+        self._values = (list(mean), list(std))
+        self.mean = torch.tensor(self._values[0], dtype=torch.get_default_dtype())
+        self.std = torch.tensor(self._values[1], dtype=torch.get_default_dtype())
         self.out_features = len(mean)
 
     @classmethod
@@ -119,8 +123,10 @@ class Standardize(ModuleBase):
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> Standardize:
-        self.mean = self.mean.to(device=device, dtype=dtype)
-        self.std = self.std.to(device=device, dtype=dtype)
+        dtype = dtype or self.mean.dtype
+        device = device or self.mean.device
+        self.mean = torch.tensor(self._values[0], dtype=dtype, device=device)
+        self.std = torch.tensor(self._values[1], dtype=dtype, device=device)
         return self
 
     def extra_repr(self) -> str:
