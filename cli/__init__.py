@@ -1,23 +1,16 @@
-"""The ``minidl-run`` command line."""
+"""The ``minidl-run`` command line: a click group and its commands, one module each."""
 
 from __future__ import annotations
 
-import click
+from .group import cli, main
+from .plugins import plugins
+from .predict import predict
+from .sweep import sweep
+from .train import train
 
-import minidl
+cli.add_command(train)
+cli.add_command(sweep)
+cli.add_command(predict)
+cli.add_command(plugins)
 
-
-@click.group(invoke_without_command=True)
-@click.version_option(minidl.__version__, prog_name="minidl-run")
-@click.pass_context
-def cli(ctx: click.Context) -> None:
-    """Train small networks with minidl. With no command, run the seed's experiment."""
-    if ctx.invoked_subcommand is None:
-        result = minidl.run()
-        click.echo(
-            f"train accuracy {result.train_accuracy:.2%}  test accuracy {result.test_accuracy:.2%}"
-        )
-
-
-def main() -> None:
-    cli()
+__all__ = ["cli", "main"]

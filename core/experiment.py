@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -179,3 +180,76 @@ def run(
         callbacks=callbacks,
     )
     return RunResult(config, model, loss, optimizer, train, test, history)
+
+
+def accepts(factory: Any, keyword: str) -> bool:
+    """Whether ``factory`` can be called with ``keyword`` (true for ``**kwargs`` factories)."""
+    accepted = _keywords(factory)
+    return accepted is None or keyword in accepted
+
+
+def config_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain JSON-friendly values."""
+    return dataclasses.asdict(config)
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    """The final epoch's numbers (accuracies as fractions, errors = 1 - accuracy) and the config."""
+    last = result.history[-1]
+    record: dict[str, Any] = {
+        "train_accuracy": result.train_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "train_error": 1 - result.train_accuracy,
+        "test_error": 1 - result.test_accuracy,
+        "train_loss": last["train_loss"],
+        "test_loss": last["test_loss"],
+        "epochs": len(result.history),
+        "train_points": len(result.train),
+        "test_points": len(result.test),
+    }
+    record["config"] = config_dict(result.config)
+    return record
+
+
+def predict(model: Sequential, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs for inputs ``x``, moved to the model's dtype and device."""
+    params = model.parameters()
+    if params:
+        x = x.to(dtype=params[0].data.dtype, device=params[0].data.device)
+    return model.forward(x)
+
+
+def labels(output: torch.Tensor) -> torch.Tensor:
+    """Class labels as :func:`minidl.accuracy` counts them: output > 0.5, or argmax."""
+    if output.shape[1] == 1:
+        return (output[:, 0] > 0.5).long()
+    return output.argmax(1)
+
+
+#: The seed's disc: centre (0.5, 0.5) and radius 1/sqrt(2*pi), so its area is 1/2.
+DISC_CENTRE = (0.5, 0.5)
+DISC_RADIUS = 1 / math.sqrt(2 * math.pi)
+
+
+def misclassified(model: Sequential, data: Dataset) -> list[dict[str, Any]]:
+    """The points of ``data`` the model gets wrong: index, input, output, predicted and
+    actual label, and (for 2-D inputs) the distance to the disc's centre, as in the
+    report's Fig. 3."""
+    output = predict(model, data.x)
+    predicted = labels(output).cpu()
+    actual = labels(data.y).cpu()
+    wrong = (predicted != actual).nonzero().flatten().tolist()
+    records = []
+    for i in wrong:
+        point = [float(v) for v in data.x[i].tolist()]
+        record: dict[str, Any] = {
+            "index": i,
+            "input": point,
+            "output": [float(v) for v in output[i].tolist()],
+            "predicted": int(predicted[i]),
+            "actual": int(actual[i]),
+        }
+        if len(point) == 2:
+            record["distance"] = math.dist(point, DISC_CENTRE)
+        records.append(record)
+    return records

@@ -1,0 +1,172 @@
+"""PNG plots with matplotlib, imported only when a plot is drawn (the optional ``plot`` extra).
+
+Figures are drawn on the Agg canvas without pyplot, so no window or global backend is
+touched, and written with :func:`minidl.io.atomic_write`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minidl import Dataset, Sequential
+from minidl.experiment import DISC_CENTRE, DISC_RADIUS, labels, predict
+from minidl.io import atomic_write
+
+MISSING = "note: matplotlib is not installed, so no plots were drawn (pip install 'minidl[plot]')"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _figure(width: float = 6.4, height: float = 4.0) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    atomic_write(path, buffer.getvalue())
+
+
+def curves(history: Sequence[dict[str, Any]], directory: Path, title: str) -> None:
+    """loss.png and accuracy.png: train and test per epoch (the report's Figs. 1 and 2)."""
+    epochs = [r["epoch"] for r in history]
+    for key, label, name in (
+        ("loss", "MSE loss", "loss.png"),
+        ("accuracy", "accuracy", "accuracy.png"),
+    ):
+        figure = _figure()
+        ax = figure.add_subplot()
+        for split in ("train", "test"):
+            values = [r.get(f"{split}_{key}") for r in history]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        _save(figure, directory / name)
+
+
+def decision_boundary(
+    model: Sequential,
+    test: Dataset,
+    wrong: Sequence[dict[str, Any]],
+    path: Path,
+    title: str,
+    *,
+    disc: bool,
+    resolution: int = 200,
+) -> None:
+    """The model's decision regions over the test points, misclassified ones marked
+    (the report's Fig. 3), and the true disc for the disc dataset."""
+    x = test.x.detach().to("cpu", torch.float64)
+    low, high = x.min(0).values, x.max(0).values
+    margin = (high - low) * 0.05
+    low, high = low - margin, high + margin
+    gx = torch.linspace(float(low[0]), float(high[0]), resolution, dtype=torch.float64)
+    gy = torch.linspace(float(low[1]), float(high[1]), resolution, dtype=torch.float64)
+    mesh_y, mesh_x = torch.meshgrid(gy, gx, indexing="ij")
+    grid = torch.stack([mesh_x.flatten(), mesh_y.flatten()], 1)
+    regions = labels(predict(model, grid)).to("cpu").reshape(resolution, resolution)
+    actual = labels(test.y).to("cpu")
+
+    figure = _figure(5.2, 5.0)
+    ax = figure.add_subplot()
+    ax.contourf(
+        gx.numpy(),
+        gy.numpy(),
+        regions.numpy(),
+        levels=[-0.5, 0.5, 1.5] if int(regions.max()) <= 1 else None,
+        cmap="RdBu",
+        alpha=0.25,
+    )
+    names = {0: "outside (0)", 1: "inside (1)"} if disc else {0: "label 0", 1: "label 1"}
+    for value, colour in ((0, "tab:red"), (1, "tab:blue")):
+        mask = actual == value
+        ax.scatter(x[mask, 0].numpy(), x[mask, 1].numpy(), s=6, c=colour, label=names[value])
+    if wrong:
+        points = torch.tensor([w["input"] for w in wrong], dtype=torch.float64)
+        ax.scatter(
+            points[:, 0].numpy(),
+            points[:, 1].numpy(),
+            s=40,
+            marker="x",
+            c="black",
+            linewidths=1.2,
+            label=f"misclassified ({len(wrong)})",
+        )
+    if disc:
+        from matplotlib.patches import Circle
+
+        ax.add_patch(
+            Circle(
+                DISC_CENTRE,
+                DISC_RADIUS,
+                fill=False,
+                ls="--",
+                color="black",
+                lw=1,
+                label="disc r = 1/sqrt(2 pi)",
+            )
+        )
+    ax.set_aspect("equal")
+    ax.set_xlim(float(low[0]), float(high[0]))
+    ax.set_ylim(float(low[1]), float(high[1]))
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper right", fontsize=7, framealpha=0.9)
+    _save(figure, path)
+
+
+def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
+    """Mean test accuracy per row with one-standard-deviation error bars, beside the
+    report's numbers where the row is one of Table I's."""
+    figure = _figure(max(6.4, 1.1 * len(rows)), 4.2)
+    ax = figure.add_subplot()
+    names = [f"{r['activation']}\n{r['optimizer']} {r['lr']:g}" for r in rows]
+    positions = list(range(len(rows)))
+    has_report = any(r.get("report_mean") is not None for r in rows)
+    width = 0.4 if has_report else 0.6
+    ours = [100 * (r["mean"] or 0) for r in rows]
+    ours_err = [100 * (r["std"] or 0) for r in rows]
+    ax.bar(
+        [p - (width / 2 if has_report else 0) for p in positions],
+        ours,
+        width,
+        yerr=ours_err,
+        capsize=3,
+        label=f"minidl ({rounds} rounds)",
+    )
+    if has_report:
+        report = [100 * (r.get("report_mean") or 0) for r in rows]
+        report_err = [100 * (r.get("report_std") or 0) for r in rows]
+        ax.bar(
+            [p + width / 2 for p in positions],
+            report,
+            width,
+            yerr=report_err,
+            capsize=3,
+            label="seed report",
+            alpha=0.6,
+            hatch="//",
+        )
+    ax.axhline(50, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(positions, names, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(figure, path)

@@ -1,0 +1,265 @@
+"""``minidl-run train``: one training run, its numbers, and optionally its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+import minidl
+from minidl import registry
+from minidl.errors import SpecError
+from minidl.experiment import (
+    DISC_CENTRE,
+    DISC_RADIUS,
+    RunResult,
+    TrainConfig,
+    config_dict,
+    misclassified,
+    run,
+    summary,
+)
+from minidl.io import atomic_write
+
+from . import plots
+from .options import (
+    DEFAULTS,
+    activation_callback,
+    base_config,
+    check_data_options,
+    common_training_options,
+    config_option,
+    model_callback,
+    name_callback,
+    out_dir,
+)
+from .output import csv_text, echo_json, one_line, percent, progress, table, write_json
+
+
+def train_options(f: Any) -> Any:
+    for decorator in reversed(
+        [
+            config_option,
+            click.option(
+                "--activation",
+                default=DEFAULTS.activation,
+                show_default=True,
+                callback=activation_callback,
+                help="Hidden-layer activation: any registered layer that takes no arguments.",
+            ),
+            click.option(
+                "--model",
+                default=None,
+                callback=model_callback,
+                metavar="SPEC",
+                help="The whole network as a spec, e.g. 'linear(25), relu, linear(1), sigmoid' (input size inferred); replaces --hidden and --activation.",
+            ),
+            click.option(
+                "--optimizer",
+                default=DEFAULTS.optimizer,
+                show_default=True,
+                callback=name_callback("optimizer"),
+                help="A registered optimizer.",
+            ),
+            click.option(
+                "--lr",
+                type=click.FloatRange(0, min_open=True),
+                default=DEFAULTS.lr,
+                show_default=True,
+                help="Learning rate.",
+            ),
+            click.option(
+                "--beta1",
+                type=click.FloatRange(0, 1, max_open=True),
+                default=None,
+                help="Adam's beta1 [default: 0.9].",
+            ),
+            click.option(
+                "--beta2",
+                type=click.FloatRange(0, 1, max_open=True),
+                default=None,
+                help="Adam's beta2 [default: 0.999].",
+            ),
+            common_training_options,
+            click.option(
+                "--seed",
+                type=int,
+                default=DEFAULTS.seed,
+                show_default=True,
+                help="Seeds the data, the initial weights and the shuffling.",
+            ),
+            click.option(
+                "--show-misclassified",
+                is_flag=True,
+                help="List the misclassified test points (with their distance to the disc's centre for 2-D inputs), as in the report's Fig. 3.",
+            ),
+        ]
+    ):
+        f = decorator(f)
+    return f
+
+
+@click.command()
+@train_options
+@click.pass_context
+def train(ctx: click.Context, **options: Any) -> None:
+    """Train one network and report its accuracy and error.
+
+    By default this is the seed report's experiment; every option changes one thing.
+    """
+    check_data_options(ctx, options)
+    execute(
+        base_config(options),
+        out=options["out"],
+        as_json=options["as_json"],
+        show_misclassified=options["show_misclassified"],
+    )
+
+
+def execute(
+    config: TrainConfig,
+    *,
+    out: str | None = None,
+    as_json: bool = False,
+    show_misclassified: bool = False,
+) -> RunResult:
+    """Train as ``config`` says, then print and write what the options ask for."""
+    directory = out_dir(out) if out else None
+    with progress(config.epochs, "training") as update:
+        try:
+            result = run(config, callbacks=[lambda record, model: update(record["epoch"])])
+        except SpecError as e:
+            hint = "'--model'" if config.model else "'--hidden' / '--activation'"
+            raise click.BadParameter(one_line(str(e)), param_hint=hint) from None
+    is_disc = config.data is None and config.dataset == "disc"
+    wrong = misclassified(result.model, result.test)
+    if is_disc:
+        for record in wrong:
+            record["radius"] = DISC_RADIUS
+            record["inside"] = record["distance"] < DISC_RADIUS
+    else:
+        for record in wrong:
+            record.pop("distance", None)
+    files: list[str] = []
+    note = ""
+    if directory is not None:
+        files, note = write_run(directory, result, wrong, is_disc)
+    if as_json:
+        document = summary(result)
+        document["history"] = result.history
+        if show_misclassified:
+            document["misclassified"] = wrong
+        if directory is not None:
+            document["files"] = files
+        echo_json(document)
+    else:
+        print_summary(result)
+        if show_misclassified:
+            print_misclassified(wrong, len(result.test), is_disc)
+        if directory is not None:
+            click.echo(f"wrote {', '.join(files)} to {directory}")
+    if note:
+        click.echo(note, err=True)
+    return result
+
+
+def print_summary(result: RunResult) -> None:
+    s = summary(result)
+    click.echo(
+        f"train accuracy {percent(s['train_accuracy'])}%  error {percent(s['train_error'])}%  "
+        f"loss {s['train_loss']:.4f}  ({s['train_points']} points)"
+    )
+    click.echo(
+        f"test  accuracy {percent(s['test_accuracy'])}%  error {percent(s['test_error'])}%  "
+        f"loss {s['test_loss']:.4f}  ({s['test_points']} points)"
+    )
+
+
+def print_misclassified(records: list[dict[str, Any]], total: int, is_disc: bool) -> None:
+    click.echo(f"misclassified test points: {len(records)} of {total}")
+    if not records:
+        return
+    header = ["#", "input", "output", "predicted", "actual"]
+    if is_disc:
+        header += [f"distance to {DISC_CENTRE}", "radius", "inside"]
+    rows = []
+    for n, r in enumerate(records, 1):
+        row = [
+            str(n),
+            "(" + ", ".join(f"{v:.4f}" for v in r["input"]) + ")",
+            ", ".join(f"{v:.3f}" for v in r["output"]),
+            str(r["predicted"]),
+            str(r["actual"]),
+        ]
+        if is_disc:
+            row += [f"{r['distance']:.4f}", f"{r['radius']:.4f}", "yes" if r["inside"] else "no"]
+        rows.append(row)
+    click.echo(table(header, rows))
+
+
+def write_run(
+    directory: Path, result: RunResult, wrong: list[dict[str, Any]], is_disc: bool
+) -> tuple[list[str], str]:
+    """metrics.json, history.csv, the model and the plots; returns the names and a note."""
+    metrics = summary(result)
+    metrics["minidl_version"] = minidl.__version__
+    metrics["misclassified"] = len(wrong)
+    write_json(directory / "metrics.json", metrics)
+    atomic_write(directory / "history.csv", csv_text(result.history))
+    atomic_write(
+        directory / "misclassified.csv",
+        csv_text([_flat(r) for r in wrong], _fields(result, is_disc)),
+    )
+    minidl.save_model(
+        result.model,
+        directory,
+        metadata={
+            "config": config_dict(result.config),
+            "in_features": result.train.features,
+            "outputs": result.train.y.shape[1],
+            "train_accuracy": result.train_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "minidl_version": minidl.__version__,
+            "plugins": {
+                name: registry.plugin_of("layer", name)
+                for name in {s.name for s in result.model.spec or []}
+            },
+        },
+    )
+    files = ["metrics.json", "history.csv", "misclassified.csv", "model.json", "model.safetensors"]
+    if not plots.available():
+        return files, plots.MISSING
+    title = describe(result.config)
+    plots.curves(result.history, directory, title)
+    files += ["loss.png", "accuracy.png"]
+    if result.test.features == 2:
+        plots.decision_boundary(
+            result.model,
+            result.test,
+            wrong,
+            directory / "decision_boundary.png",
+            title,
+            disc=is_disc,
+        )
+        files.append("decision_boundary.png")
+    return files, ""
+
+
+def describe(config: TrainConfig) -> str:
+    model = config.model or f"{config.activation}, hidden {','.join(map(str, config.hidden))}"
+    return f"{model}; {config.optimizer} lr {config.lr:g}"
+
+
+def _fields(result: RunResult, is_disc: bool) -> list[str]:
+    inputs = [f"x{i}" for i in range(result.test.features)]
+    outputs = [f"output{i}" for i in range(result.test.y.shape[1])]
+    extra = ["distance", "radius", "inside"] if is_disc else []
+    return ["index", *inputs, *outputs, "predicted", "actual", *extra]
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    flat = {k: v for k, v in record.items() if k not in ("input", "output")}
+    flat.update({f"x{i}": v for i, v in enumerate(record["input"])})
+    flat.update({f"output{i}": v for i, v in enumerate(record["output"])})
+    return flat
