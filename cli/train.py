@@ -90,6 +90,11 @@ def train_options(f: Any) -> Any:
                 help="Seeds the data, the initial weights and the shuffling.",
             ),
             click.option(
+                "--diagnostics/--no-diagnostics",
+                default=None,
+                help="Record each linear layer's gradient norm and each activation's saturation and spread per epoch (minidl.diagnostics), in the history and as diagnostics.png  [default: on with --out]",
+            ),
+            click.option(
                 "--show-misclassified",
                 is_flag=True,
                 help="List the misclassified test points (with their distance to the disc's centre for 2-D inputs), as in the report's Fig. 3.",
@@ -109,8 +114,11 @@ def train(ctx: click.Context, **options: Any) -> None:
     By default this is the seed report's experiment; every option changes one thing.
     """
     check_data_options(ctx, options)
+    config = base_config(options)
+    if options["diagnostics"] is None and options["out"]:
+        config = config.replace(diagnostics=True)
     execute(
-        base_config(options),
+        config,
         out=options["out"],
         as_json=options["as_json"],
         show_misclassified=options["show_misclassified"],
@@ -233,6 +241,9 @@ def write_run(
     title = describe(result.config)
     plots.curves(result.history, directory, title)
     files += ["loss.png", "accuracy.png"]
+    if any(k.startswith("grad_norm/") for k in result.history[-1]):
+        plots.diagnostics([(title, result.history)], directory / "diagnostics.png", title)
+        files.append("diagnostics.png")
     if result.test.features == 2:
         plots.decision_boundary(
             result.model,

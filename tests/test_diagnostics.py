@@ -1,12 +1,17 @@
 """Diagnostics: gradient norms equal torch.autograd's, saturation is what the definitions say."""
 
+import csv
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner, Result
 from twin import torch_twin
 
 import minidl
+from minidl.cli import cli
 from minidl.diagnostics import (
     Diagnostics,
     relu_dead,
@@ -149,3 +154,37 @@ def test_bad_points() -> None:
     data = minidl.Dataset(torch.randn(5, 2), torch.rand(5, 1))
     with pytest.raises(ValueError, match="points must be at least 1"):
         Diagnostics(data, minidl.registry.get("loss", "mse")(), points=0)
+
+
+# --- on the command line --------------------------------------------------------------
+
+FAST = ["--activation", "sigmoid", "--epochs", "2", "--n-train", "100", "--n-test", "50"]
+
+
+def invoke(*args: str) -> Result:
+    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_train_out_records_and_plots_diagnostics(tmp_path: Path) -> None:
+    invoke("train", *FAST, "--out", str(tmp_path))
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    expected = minidl.run(
+        activation="sigmoid", epochs=2, n_train=100, n_test=50, diagnostics=True
+    ).history
+    for row, record in zip(rows, expected, strict=True):
+        for i in range(4):
+            key = f"grad_norm/linear{i}"
+            assert float(row[key]) == pytest.approx(record[key], rel=1e-6)
+    assert (tmp_path / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_diagnostics_flags(tmp_path: Path) -> None:
+    history = json.loads(invoke("train", *FAST, "--json", "--diagnostics").stdout)["history"]
+    assert "saturation/sigmoid3" in history[-1]
+    plain = json.loads(invoke("train", *FAST, "--json").stdout)["history"]
+    assert not [k for k in plain[-1] if "/" in k]
+    invoke("train", *FAST, "--out", str(tmp_path), "--no-diagnostics")
+    assert not (tmp_path / "diagnostics.png").exists()
