@@ -26,7 +26,8 @@ from typing import Any, TypeVar
 
 from . import registry
 from .errors import DivergenceError
-from .experiment import TrainConfig, run
+from .experiment import TrainConfig, run, setup
+from .sweep import RoundResult, Row, RowResult, run_round, single_thread, table_i_row, worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -85,7 +86,6 @@ BUDGETS = {
         confirm_seeds=tuple(range(1005, 1020)),
     ),
 }
-ROUND_SEEDS = tuple(range(10))
 
 
 def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
@@ -169,25 +169,46 @@ class Trial:
 @dataclass
 class TuneResult:
     """The chosen settings, the validation trials behind the choice (best first; the
-    finalists carry their confirmation seeds too) and test accuracy over fresh rounds."""
+    finalists carry their confirmation seeds too) and, as a sweep row, the test accuracy
+    of the choice over fresh rounds."""
 
-    config: TrainConfig
+    config: TrainConfig  # the rounds' configuration, seed aside
     chosen: dict[str, Any]
     trials: list[Trial]
-    rounds: list[int]
-    accuracies: list[float]
+    table_row: RowResult
+    fraction: float  # of the training points held out for validation
+
+    @property
+    def accuracies(self) -> list[float]:
+        return self.table_row.accuracies
 
     @property
     def mean(self) -> float:
-        return statistics.fmean(self.accuracies)
+        return self.table_row.mean
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
+        return self.table_row.std
 
     @property
     def validation(self) -> Trial:
         return self.trials[0]
+
+    def as_dict(self) -> dict[str, Any]:
+        """A row of ``sweep --json`` (activation, optimizer, lr, betas, mean, std, accuracies,
+        the report's numbers for this pair) plus the chosen settings and their validation."""
+        record = self.table_row.as_dict()
+        record["settings"] = {k: getattr(self.config, k) for k in TUNABLE}
+        v = self.validation
+        record["validation"] = {
+            "mean": v.mean,
+            "std": v.std,
+            "accuracies": v.accuracies,
+            "seeds": v.seeds,
+            "fraction": self.fraction,
+        }
+        record["candidates"] = len(self.trials)
+        return record
 
 
 def _epoch_free(config: TrainConfig, epochs: Sequence[int]) -> bool:
@@ -203,17 +224,13 @@ def validation_curve(config: TrainConfig) -> list[float]:
     of a picklable config, so process pools can run it."""
     if not config.validation:
         raise ValueError("validation_curve needs a config with a validation fraction")
-    try:
-        history = run(config).history
-    except DivergenceError:
-        return []
+    with single_thread():  # as in the pool's workers, so jobs never change the numbers
+        try:
+            history = run(config).history
+        except DivergenceError:
+            return []
     # With ``validation`` set, the held-out training points take the test set's place.
     return [float(h["test_accuracy"]) for h in history]
-
-
-def round_accuracy(config: TrainConfig) -> float:
-    """Test accuracy after one run on the full training set."""
-    return run(config.replace(validation=0.0)).test_accuracy
 
 
 @dataclass
@@ -248,14 +265,14 @@ def count_runs(
     base: TrainConfig,
     candidates: Sequence[dict[str, Any]],
     budget: Budget = Budget(),
-    rounds: Sequence[int] = ROUND_SEEDS,
+    rounds: int = 10,
 ) -> int:
     """How many training runs :func:`tune` will make: the length of a progress bar."""
     finalists = min(budget.finalists, len(candidates)) if budget.confirm_seeds else 0
     return (
         len(_jobs(base, candidates, budget.seeds, 0.5))
         + finalists * len(budget.confirm_seeds)
-        + len(rounds)
+        + rounds
     )
 
 
@@ -294,18 +311,21 @@ def tune(
     candidates: Sequence[dict[str, Any]],
     *,
     budget: Budget = Budget(),
-    rounds: Sequence[int] = ROUND_SEEDS,
+    rounds: int = 10,
     validation: float = 0.2,
     map: Mapper[Any, Any] = map,
     progress: Progress | None = None,
 ) -> TuneResult:
     """Choose among ``candidates`` for ``base`` on validation data (two stages, see the
-    module's help), then measure the choice's test accuracy on ``rounds`` fresh seeds."""
+    module's help), then measure the choice's test accuracy over ``rounds`` rounds whose
+    seeds are ``base.seed``, ``base.seed + 1``, ... as in a sweep."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    round_seeds = [base.seed + r for r in range(rounds)]
     tuned = set(budget.seeds) | set(budget.confirm_seeds)
-    if tuned & set(rounds):
-        raise ValueError(f"round seeds must be fresh, but {sorted(tuned & set(rounds))} also tune")
-    if not rounds:
-        raise ValueError("tune needs at least one round")
+    if tuned & set(round_seeds):
+        clash = sorted(tuned & set(round_seeds))
+        raise ValueError(f"round seeds must be fresh, but {clash} also tune; choose another --seed")
 
     def stage(candidates: Sequence[dict[str, Any]], seeds: Sequence[int]) -> list[Trial]:
         return search(
@@ -325,10 +345,108 @@ def tune(
             )
         trials = sorted(confirmed, key=Trial.rank_key) + trials[budget.finalists :]
     chosen = trials[0].settings
-    config = base.replace(**chosen)
-    accuracies = []
-    for accuracy in map(round_accuracy, [config.replace(seed=s) for s in rounds]):
-        accuracies.append(float(accuracy))
+    config = base.replace(**chosen, validation=0.0)
+    known = table_i_row(config.activation, config.optimizer)
+    row = RowResult(
+        Row(
+            config.activation,
+            config.optimizer,
+            config.lr,
+            config.beta1,
+            config.beta2,
+            known.report_mean if known else None,
+            known.report_std if known else None,
+        )
+    )
+    outcomes: Iterable[RoundResult] = map(run_round, [config.replace(seed=s) for s in round_seeds])
+    for r, outcome in enumerate(outcomes):
+        if outcome.test_accuracy is None or outcome.train_accuracy is None:
+            row.diverged.append(r)
+            row.errors.append(outcome.error)
+        else:
+            row.accuracies.append(outcome.test_accuracy)
+            row.train_accuracies.append(outcome.train_accuracy)
         if progress is not None:
             progress(1)
-    return TuneResult(config, chosen, trials, list(rounds), accuracies)
+    return TuneResult(config, chosen, trials, row, validation)
+
+
+CandidateFactory = Callable[[str, str], list[dict[str, Any]]]
+
+
+def table_runs(
+    rows: Sequence[tuple[str, str]],
+    base: TrainConfig,
+    candidates: CandidateFactory,
+    budget: Budget = Budget(),
+    rounds: int = 10,
+) -> int:
+    """How many training runs :func:`tune_table` will make."""
+    return sum(
+        count_runs(base.replace(activation=a, optimizer=o), candidates(a, o), budget, rounds)
+        for a, o in rows
+    )
+
+
+def tune_table(
+    rows: Sequence[tuple[str, str]] = TABLE_ONE,
+    base: TrainConfig | None = None,
+    *,
+    candidates: CandidateFactory | None = None,
+    budget: Budget = Budget(),
+    rounds: int = 10,
+    validation: float = 0.2,
+    jobs: int = 1,
+    plugins: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[TuneResult]:
+    """``minidl-run tune`` as code: tune each (activation, optimizer) row of ``rows``
+    (Table I by default) with ``candidates(activation, optimizer)`` (by default
+    :func:`default_candidates` over the budget's epochs), sharing one pool of ``jobs``
+    worker processes (the sweep's) among all of them. ``progress(done, total)`` counts runs.
+    """
+    base = base or TrainConfig()
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if candidates is None:
+
+        def candidates(activation: str, optimizer: str) -> list[dict[str, Any]]:
+            return default_candidates(activation, optimizer, epochs=budget.epochs)
+
+    configs = [base.replace(activation=a, optimizer=o) for a, o in rows]
+    grids = [candidates(a, o) for a, o in rows]
+    for config in configs:  # a bad name or option fails here, not in a worker
+        setup(config.replace(validation=validation))
+    total = table_runs(rows, base, candidates, budget, rounds)
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(done, total)
+
+    def tune_all(mapper: Mapper[Any, Any]) -> list[TuneResult]:
+        return [
+            tune(
+                config,
+                grid_,
+                budget=budget,
+                rounds=rounds,
+                validation=validation,
+                map=mapper,
+                progress=tick,
+            )
+            for config, grid_ in zip(configs, grids, strict=True)
+        ]
+
+    if jobs == 1:
+        return tune_all(map)
+    pool = worker_pool(jobs, plugins)
+    try:
+        results = tune_all(pool.map)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # no worker outlives the tuning
+        raise
+    pool.shutdown()
+    return results

@@ -1,19 +1,28 @@
 """Tuning: choices made on a validation split of the training points, never the test set."""
 
+import csv
+import json
 import math
+import statistics
+from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner, Result
 
 import minidl
+from minidl.cli import cli
+from minidl.cli import output as cli_output
 from minidl.data import disc
+from minidl.sweep import table_i_row
 from minidl.tune import (
+    INITS,
+    TABLE_ONE,
     Budget,
     _epoch_free,
     count_runs,
     default_candidates,
     grid,
-    round_accuracy,
     search,
     tune,
 )
@@ -50,7 +59,7 @@ def test_search_never_reads_the_test_set(tmp_path) -> None:  # type: ignore[no-u
     trials = search(base, candidates, seeds=(1, 2))
     assert len(trials) == 4 and all(len(t.accuracies) == 2 for t in trials)
     with pytest.raises(minidl.DataError, match="missing.csv: no such file"):
-        tune(base, candidates, budget=TINY_BUDGET, rounds=(0,))
+        tune(base, candidates, budget=TINY_BUDGET, rounds=1)
 
 
 def test_test_set_changes_nothing_before_the_rounds(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -60,12 +69,8 @@ def test_test_set_changes_nothing_before_the_rounds(tmp_path) -> None:  # type: 
     honest = write_csv(tmp_path / "test.csv", test)
     flipped = write_csv(tmp_path / "flipped.csv", minidl.Dataset(test.x, 1 - test.y))
     candidates = grid(lr=[0.3, 1.0], epochs=[3, 6])
-    a = tune(
-        TINY.replace(data=train, test_data=honest), candidates, budget=TINY_BUDGET, rounds=(0,)
-    )
-    b = tune(
-        TINY.replace(data=train, test_data=flipped), candidates, budget=TINY_BUDGET, rounds=(0,)
-    )
+    a = tune(TINY.replace(data=train, test_data=honest), candidates, budget=TINY_BUDGET, rounds=1)
+    b = tune(TINY.replace(data=train, test_data=flipped), candidates, budget=TINY_BUDGET, rounds=1)
     assert [(t.settings, t.accuracies) for t in a.trials] == [
         (t.settings, t.accuracies) for t in b.trials
     ]
@@ -100,15 +105,15 @@ def test_trials_are_ranked_by_mean_validation_accuracy() -> None:
 def test_tune_reports_rounds_that_rerun_reproduces() -> None:
     ticks: list[int] = []
     candidates = grid(lr=[0.3, 1.0], epochs=[3, 6], schedule=["constant", "cosine"])
-    result = tune(TINY, candidates, budget=TINY_BUDGET, rounds=(0, 1), progress=ticks.append)
-    assert sum(ticks) == count_runs(TINY, candidates, TINY_BUDGET, (0, 1))
+    result = tune(TINY, candidates, budget=TINY_BUDGET, rounds=2, progress=ticks.append)
+    assert sum(ticks) == count_runs(TINY, candidates, TINY_BUDGET, 2)
     assert result.chosen == result.trials[0].settings
     # The finalists were confirmed on more seeds, and the best of them was chosen.
     finalists = result.trials[: TINY_BUDGET.finalists]
     assert all(t.seeds == [1000, 1001, 1002] for t in finalists)
     assert result.validation.mean == max(t.mean for t in finalists)
     # Re-running the chosen settings as a plain training run gives the reported accuracy.
-    for seed, accuracy in zip(result.rounds, result.accuracies, strict=True):
+    for seed, accuracy in enumerate(result.accuracies):
         rerun = minidl.run(TINY.replace(**result.chosen, seed=seed))
         assert rerun.test_accuracy == accuracy
     assert result.mean == pytest.approx(sum(result.accuracies) / 2)
@@ -123,8 +128,8 @@ def test_diverged_candidates_rank_last() -> None:
 
 
 def test_round_seeds_must_be_fresh() -> None:
-    with pytest.raises(ValueError, match=r"round seeds must be fresh, but \[1000\]"):
-        tune(TINY, grid(lr=[0.1]), budget=TINY_BUDGET, rounds=(0, 1000))
+    with pytest.raises(ValueError, match=r"round seeds must be fresh, but \[1000, 1001\]"):
+        tune(TINY.replace(seed=995), grid(lr=[0.1]), budget=TINY_BUDGET, rounds=7)
 
 
 def test_only_tunable_settings() -> None:
@@ -146,6 +151,98 @@ def test_default_candidates_cover_the_research_grid() -> None:
     assert {(c["schedule"], c["lr"]) for c in wider} == {("constant", 0.1), ("cosine", 0.1)}
 
 
-def test_round_accuracy_ignores_validation() -> None:
-    config = TINY.replace(epochs=2, validation=0.3)
-    assert round_accuracy(config) == minidl.run(config.replace(validation=0.0)).test_accuracy
+# --- minidl-run tune -----------------------------------------------------------------
+
+# One candidate per row, tiny data: the search still runs all three stages.
+TINY_CLI = ["--budget", "quick", "--epochs", "2,4", "--lr", "0.3", "--n-train", "80"]
+TINY_CLI += ["--n-test", "40", "--rounds", "2"]
+
+
+def invoke(*args: str, code: int = 0) -> Result:
+    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
+    assert result.exit_code == code, (result.output, result.exception)
+    return result
+
+
+def test_cli_json_rows_are_sweep_rows_plus_settings() -> None:
+    document = json.loads(invoke("tune", *TINY_CLI, "--json").stdout)
+    rows = document["rows"]
+    assert [(r["activation"], r["optimizer"]) for r in rows] == list(TABLE_ONE)
+    sweep_row = json.loads(
+        invoke(
+            "sweep", "--rounds", "1", "--epochs", "1", "--n-train", "20", "--n-test", "10",
+            "--activation", "relu", "--optimizer", "sgd", "--json",
+        ).stdout
+    )["rows"][0]  # fmt: skip
+    for r, (activation, optimizer) in zip(rows, TABLE_ONE, strict=True):
+        assert set(sweep_row) <= set(r)
+        assert len(r["accuracies"]) == r["rounds"] == 2
+        assert r["mean"] == pytest.approx(statistics.mean(r["accuracies"]))
+        assert r["std"] == pytest.approx(statistics.stdev(r["accuracies"]))
+        assert r["lr"] == r["settings"]["lr"] == 0.3
+        assert r["settings"]["epochs"] in (2, 4) and r["settings"]["standardize"] is True
+        assert (r["settings"]["init"], r["settings"]["gain"]) in INITS[activation]
+        assert len(r["validation"]["accuracies"]) == 4  # 2 tuning seeds + 2 confirming
+        assert r["report_mean"] == table_i_row(activation, optimizer).report_mean
+
+
+def test_cli_chosen_settings_rerun_through_train_reproduce_a_round() -> None:
+    row = json.loads(
+        invoke("tune", *TINY_CLI, "--activation", "sigmoid", "--optimizer", "sgd", "--json").stdout
+    )["rows"][0]
+    s = row["settings"]
+    args = [
+        "train", "--activation", "sigmoid", "--optimizer", "sgd", "--lr", str(s["lr"]),
+        "--init", s["init"], "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]),
+        "--schedule", s["schedule"], "--standardize" if s["standardize"] else "--no-standardize",
+        "--n-train", "80", "--n-test", "40", "--json",
+    ]  # fmt: skip
+    if s["gain"] is not None:
+        args += ["--gain", str(s["gain"])]
+    for r, accuracy in enumerate(row["accuracies"]):
+        trained = json.loads(invoke(*args, "--seed", str(r)).stdout)
+        assert trained["test_accuracy"] == accuracy
+
+
+def test_cli_text_out_files_and_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_output, "is_tty", lambda: True)
+    result = invoke(
+        "tune", *TINY_CLI, "--activation", "tanh", "--optimizer", "adam", "--out", str(tmp_path)
+    )
+    assert "tuning 1 row" in result.stderr
+    lines = result.stdout.splitlines()
+    assert "never the test set" in lines[0]
+    assert lines[2].split()[:2] == ["tanh", "adam"] and lines[2].endswith("49.41 ± 1.19")
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"tune.json", "table.csv", "table.md", "accuracy.png"} <= names
+    assert (tmp_path / "diagnostics-tanh-adam.png").read_bytes()[:4] == b"\x89PNG"
+    document = json.loads((tmp_path / "tune.json").read_text())
+    with open(tmp_path / "table.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [float(r["mean"]) for r in table] == [r["mean"] for r in document["rows"]]
+
+
+def test_cli_jobs_do_not_change_the_numbers() -> None:
+    args = ["tune", *TINY_CLI, "--activation", "relu", "--optimizer", "sgd,adam", "--json"]
+    one = json.loads(invoke(*args).stdout)
+    two = json.loads(invoke(*args, "--jobs", "2").stdout)
+    assert one == two
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--epochs", "0"], "'--epochs'"),
+        (["--batch-size", "x"], "'--batch-size'"),
+        (["--gain", "-1"], "'--gain'"),
+        (["--init", "glorot"], "unknown initializer 'glorot'"),
+        (["--schedule", "linear"], "unknown schedule 'linear'"),
+        (["--budget", "huge"], "'--budget'"),
+        (["--validation", "1"], "'--validation'"),
+        (["--seed", "999"], "round seeds must be fresh"),
+    ],
+)
+def test_cli_usage_errors(args: list[str], fragment: str) -> None:
+    result = invoke("tune", *TINY_CLI, *args, code=2)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
