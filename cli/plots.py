@@ -131,7 +131,9 @@ def decision_boundary(
     _save(figure, path)
 
 
-def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
+def sweep_bars(
+    rows: Sequence[dict[str, Any]], path: Path, rounds: int, label: str = "minidl"
+) -> None:
     """Mean test accuracy per row with one-standard-deviation error bars, beside the
     report's numbers where the row is one of Table I's."""
     figure = _figure(max(6.4, 1.1 * len(rows)), 4.2)
@@ -148,7 +150,7 @@ def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
         width,
         yerr=ours_err,
         capsize=3,
-        label=f"minidl ({rounds} rounds)",
+        label=f"{label} ({rounds} rounds)",
     )
     if has_report:
         report = [100 * (r.get("report_mean") or 0) for r in rows]
