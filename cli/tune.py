@@ -362,7 +362,7 @@ def write_out(
     files = ["tune.json", "table.csv", "table.md"]
     if not plots.available():
         return files, plots.MISSING
-    plots.sweep_bars(records, directory / "accuracy.png", rounds)
+    plots.sweep_bars(records, directory / "accuracy.png", rounds, label="minidl, tuned")
     files.append("accuracy.png")
     for r in results:
         name = f"diagnostics-{r.config.activation}-{r.config.optimizer}.png"
