@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 import minidl
-from minidl import registry
+from minidl import distributed, registry
 from minidl.errors import DivergenceError, MinidlError, PluginError
 
 from .output import one_line
@@ -20,7 +21,9 @@ PLUGIN_SPECS = "minidl.layer_plugins"
 
 
 def fail(message: str, code: int) -> None:
-    click.echo(f"Error: {one_line(message)}", err=True)
+    rank, _, world_size = distributed.world_from_env()
+    where = f"rank {rank}: " if world_size > 1 else ""  # which worker of a data-parallel job
+    click.echo(f"Error: {where}{one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -36,6 +39,8 @@ class MinidlGroup(click.Group):
 
     _builtin: set[str] | None = None
     _hooked: frozenset[int] | None = None
+    #: the command line as given, for `train --nproc N` to start N copies of it
+    raw_args: list[str] = []
 
     def main(  # type: ignore[override]
         self,
@@ -45,6 +50,7 @@ class MinidlGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        self.raw_args = list(sys.argv[1:] if args is None else args)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         with warnings.catch_warnings():
@@ -60,12 +66,17 @@ class MinidlGroup(click.Group):
                 fail(e.format_message(), e.exit_code)
             except click.Abort:
                 fail("aborted", 1)
-            except DivergenceError as e:
+            except (DivergenceError, distributed.WorkerFailed) as e:
                 fail(str(e), 1)
             except (MinidlError, ValueError) as e:
                 fail(str(e), 2)
             except OSError as e:
                 fail(str(e), 1)
+            except Exception as e:
+                # A bug here or in a plugin: one line by default, the traceback on request.
+                if os.environ.get("MINIDL_TRACEBACK"):
+                    raise
+                fail(f"{type(e).__name__}: {e} (set MINIDL_TRACEBACK=1 to see where)", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def _add_plugin_commands(self) -> None:

@@ -32,5 +32,8 @@ def plugins(as_json: bool) -> None:
             click.echo(f"    hooks: {', '.join(r['hooks'])}")
         for kind_name, names in r["registers"].items():
             click.echo(f"    {kind_name}: {', '.join(names)}")
+        if r.get("conflicts"):
+            # Using such a name is an error that says how to pick one of the plugins.
+            click.echo(f"    also registered by another plugin: {', '.join(r['conflicts'])}")
         if r["error"]:
             click.echo(f"    error: {r['error']}")

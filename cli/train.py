@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 import minidl
-from minidl import registry
+from minidl import distributed, registry
 from minidl.errors import SpecError
 from minidl.experiment import (
     DISC_CENTRE,
@@ -95,6 +95,14 @@ def train_options(f: Any) -> Any:
                 help="Record each linear layer's gradient norm and each activation's saturation and spread per epoch (minidl.diagnostics), in the history and as diagnostics.png  [default: on with --out]",
             ),
             click.option(
+                "--nproc",
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Train data-parallel in N local processes (gloo on CPU, NCCL on CUDA). "
+                "Under torchrun, leave it out: the ranks come from the environment.",
+            ),
+            click.option(
                 "--show-misclassified",
                 is_flag=True,
                 help="List the misclassified test points (with their distance to the disc's centre for 2-D inputs), as in the report's Fig. 3.",
@@ -117,12 +125,38 @@ def train(ctx: click.Context, **options: Any) -> None:
     config = base_config(options)
     if options["diagnostics"] is None and options["out"]:
         config = config.replace(diagnostics=True)
+    rank, _, world_size = distributed.world_from_env()
+    if options["nproc"] > 1 and world_size == 1:
+        # Become the launcher: N copies of this command line, each a rank (as torchrun does).
+        args = without_nproc(ctx.find_root().command.raw_args)  # type: ignore[attr-defined]
+        distributed.launch([*distributed.self_command(), *args], options["nproc"])
+        return
+    if world_size > 1:
+        config.device = distributed.init_from_env(config.device)
+        if rank != 0:  # every rank trains; rank 0 alone prints and writes
+            run(config, data_parallel=True)
+            distributed.shutdown()
+            return
     execute(
         config,
         out=options["out"],
         as_json=options["as_json"],
         show_misclassified=options["show_misclassified"],
+        data_parallel=world_size > 1,
     )
+    distributed.shutdown()
+
+
+def without_nproc(args: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
 
 
 def execute(
@@ -131,12 +165,17 @@ def execute(
     out: str | None = None,
     as_json: bool = False,
     show_misclassified: bool = False,
+    data_parallel: bool = False,
 ) -> RunResult:
     """Train as ``config`` says, then print and write what the options ask for."""
     directory = out_dir(out) if out else None
     with progress(config.epochs, "training") as update:
         try:
-            result = run(config, callbacks=[lambda record, model: update(record["epoch"])])
+            result = run(
+                config,
+                callbacks=[lambda record, model: update(record["epoch"])],
+                data_parallel=data_parallel,
+            )
         except SpecError as e:
             hint = "'--model'" if config.model else "'--hidden' / '--activation'"
             raise click.BadParameter(one_line(str(e)), param_hint=hint) from None

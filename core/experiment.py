@@ -14,6 +14,7 @@ import torch
 from . import registry
 from .data import Dataset, load_csv
 from .diagnostics import Diagnostics
+from .distributed import DataParallel
 from .protocols import Loss, Optimizer
 from .sequential import Sequential
 from .spec import LayerSpec, build, mlp, parse
@@ -159,9 +160,16 @@ def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Da
 
 
 def run(
-    config: TrainConfig | None = None, callbacks: Iterable[Callback] = (), **changes: Any
+    config: TrainConfig | None = None,
+    callbacks: Iterable[Callback] = (),
+    data_parallel: bool = False,
+    **changes: Any,
 ) -> RunResult:
-    """Train as ``config`` (the seed's experiment by default, with ``changes`` applied) says."""
+    """Train as ``config`` (the seed's experiment by default, with ``changes`` applied) says.
+
+    ``data_parallel=True`` trains as one rank of the initialised torch.distributed process
+    group (see :mod:`minidl.distributed`); every rank gets the same result.
+    """
     config = (config or TrainConfig()).replace(**changes)
     model, loss, optimizer, train, test = setup(config)
     schedule = registry.get("schedule", config.schedule)(config.lr, config.epochs)
@@ -170,7 +178,7 @@ def run(
     history = fit(
         model,
         loss,
-        optimizer,
+        DataParallel(optimizer) if data_parallel else optimizer,
         train,
         test,
         epochs=config.epochs,

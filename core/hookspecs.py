@@ -1,7 +1,13 @@
-"""The hooks a plugin may implement; each receives a ``register(name, factory)`` callable."""
+"""The hooks a plugin may implement (mark each with ``@minidl.hookimpl``).
+
+Every ``register_<kind>s`` hook receives ``register(name, factory)``: call it once per
+name. Names are lower-case letters, digits and underscores, starting with a letter; a
+name claimed by two plugins is an error naming both, never a silent override.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pluggy
@@ -9,37 +15,53 @@ import pluggy
 hookspec = pluggy.HookspecMarker("minidl")
 hookimpl = pluggy.HookimplMarker("minidl")
 
-
-@hookspec
-def register_layers(register: Any) -> None:
-    """Register layer factories: ``register("relu", ReLU)``; a factory returns a module."""
+#: What a ``register_*`` hook receives: ``register(name, factory)``.
+Register = Callable[[str, Callable[..., Any]], None]
 
 
 @hookspec
-def register_losses(register: Any) -> None:
-    """Register loss factories: ``register("mse", MSE)``; a factory returns a loss."""
+def register_layers(register: Register) -> None:
+    """Register layers: ``register("leaky_relu", LeakyReLU)``. ``factory(*args, **kwargs)``
+    returns a module (``forward``, ``backward``, ``parameters``); model specs call it with
+    the spec's arguments, and with the input width first when its first parameter is named
+    ``in_features``."""
 
 
 @hookspec
-def register_optimizers(register: Any) -> None:
-    """Register optimizer factories, called as ``factory(parameters, lr=..., **hyperparameters)``."""
+def register_losses(register: Register) -> None:
+    """Register losses: ``register("bce", BCEWithLogits)``. ``factory()`` returns a loss
+    (``forward(prediction, target)`` -> 0-dim tensor, ``backward()`` -> gradient with respect
+    to the prediction, optionally ``accuracy(prediction, target)`` -> float)."""
 
 
 @hookspec
-def register_datasets(register: Any) -> None:
-    """Register dataset factories, called as ``factory(seed=..., n_train=..., n_test=...)`` -> (train, test)."""
+def register_optimizers(register: Register) -> None:
+    """Register optimizers: ``register("momentum_sgd", MomentumSGD)``.
+    ``factory(parameters, lr=..., **hyperparameters)`` returns an optimizer with a ``lr``
+    attribute, ``step()`` and ``zero_grad()``."""
 
 
 @hookspec
-def register_initializers(register: Any) -> None:
-    """Register weight initializers, called as ``init(weight, bias, gain=...)`` to fill both in place."""
+def register_datasets(register: Register) -> None:
+    """Register datasets: ``register("spirals", spirals)``.
+    ``factory(seed=..., n_train=..., n_test=...)`` returns ``(train, test)``, two
+    :class:`minidl.Dataset`, the same for the same seed."""
 
 
 @hookspec
-def register_schedules(register: Any) -> None:
-    """Register learning-rate schedules, called as ``factory(base_lr, epochs, **options)`` -> ``lr_at(epoch)``."""
+def register_initializers(register: Register) -> None:
+    """Register weight initializers for ``linear(..., init=NAME)``:
+    ``factory(weight, bias, gain=...)`` fills both tensors in place."""
+
+
+@hookspec
+def register_schedules(register: Register) -> None:
+    """Register learning-rate schedules: ``factory(base_lr, epochs, **options)`` returns
+    ``lr_at(epoch)``, called before each epoch (epochs count from 1)."""
 
 
 @hookspec
 def register_commands(cli: Any) -> None:
-    """Add click commands to the ``minidl-run`` group: ``cli.add_command(...)`` or ``@cli.command()``."""
+    """Add sub-commands to ``minidl-run``: ``cli`` is its click group; use
+    ``@cli.command()`` or ``cli.add_command(command)``. A command name that is already
+    taken is refused with a warning."""

@@ -28,15 +28,46 @@ def check_module(obj: Any, where: str) -> None:
 
 
 class Sequential(ModuleBase):
-    """``Sequential(Linear(2, 25), ReLU(), ...)``: forward in order, backward in reverse."""
+    """``Sequential(Linear(2, 25), ReLU(), ...)``: forward in order, backward in reverse.
+
+    Two optional extras of a module make a chain faster without changing a result:
+
+    - ``forward_(x)`` / ``backward_(grad)``: in-place twins of forward and backward that
+      may overwrite their argument (at batch 10,000 allocating a fresh 1 MB tensor costs
+      more than the arithmetic on it). Sequential calls them only when the argument was
+      just made by the neighbouring module and nobody else holds it: when that neighbour
+      says so with ``returns_fresh = True`` (a Linear layer's addmm and mm results).
+    - ``backward_parameters(grad)``: backward that accumulates the parameter gradients
+      but skips the gradient with respect to the input. :meth:`backward_parameters` uses
+      it on the first module, for training loops that do not need the input gradient.
+    """
 
     def __init__(self, *modules: Module) -> None:
         for i, m in enumerate(modules):
             check_module(m, f"Sequential item {i}")
         self.layers: tuple[Module, ...] = modules
+        fresh = [getattr(m, "returns_fresh", False) is True for m in modules]
+
+        def method(m: Module, name: str, allowed: bool) -> Callable[[Tensor], Tensor]:
+            alternative = getattr(m, name, None) if allowed else None
+            chosen: Callable[[Tensor], Tensor] = (
+                alternative if callable(alternative) else getattr(m, name.rstrip("_"))
+            )
+            return chosen
+
         # Bound methods looked up once: the training loop calls them every step.
-        self._forwards: tuple[Callable[[Tensor], Tensor], ...] = tuple(m.forward for m in modules)
-        self._backwards = tuple(m.backward for m in reversed(modules))
+        self._forwards: tuple[Callable[[Tensor], Tensor], ...] = tuple(
+            method(m, "forward_", i > 0 and fresh[i - 1]) for i, m in enumerate(modules)
+        )
+        backwards = [
+            method(m, "backward_", i + 1 < len(modules) and fresh[i + 1])
+            for i, m in enumerate(modules)
+        ]
+        self._backwards = tuple(reversed(backwards))
+        first = getattr(modules[0], "backward_parameters", None) if modules else None
+        self._backwards_parameters: tuple[Callable[[Tensor], Any], ...] = (
+            (*reversed(backwards[1:]), first) if callable(first) else self._backwards
+        )
         #: How the model was built from registered layers (set by minidl.build_model);
         #: saving a model needs it.
         self.spec: list[LayerSpec] | None = None
@@ -50,6 +81,12 @@ class Sequential(ModuleBase):
         for backward in self._backwards:
             grad_output = backward(grad_output)
         return grad_output
+
+    def backward_parameters(self, grad_output: Tensor) -> None:
+        """Accumulate the parameter gradients as :meth:`backward` does, without computing
+        the gradient with respect to the input (a data batch needs none)."""
+        for backward in self._backwards_parameters:
+            grad_output = backward(grad_output)
 
     def parameters(self) -> list[Parameter]:
         return [p for m in self.layers for p in m.parameters()]

@@ -24,19 +24,30 @@ def accuracy(prediction: Tensor, target: Tensor) -> float:
         correct = (prediction > 0.5) == (target > 0.5)
     else:
         correct = prediction.argmax(1) == target.argmax(1)
-    return float(correct.to(torch.float64).mean())
+    if correct.numel() == 0:
+        return math.nan
+    # The float64 mean, computed as an exact count over n: a third of the time (the
+    # training loop evaluates after every epoch).
+    return int(torch.count_nonzero(correct)) / correct.numel()
 
 
 def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``data``, in chunks to bound memory."""
     score = getattr(loss, "accuracy", accuracy)
     total_loss = total_correct = 0.0
-    for start in range(0, len(data), chunk):
-        x, y = data.x[start : start + chunk], data.y[start : start + chunk]
+    n = data.x.shape[0]  # shape, not len(): Tensor.__len__ is Python code (fit calls this often)
+    for start in range(0, n, chunk):
+        # One chunk, the usual case, is the data itself: no slices to make.
+        x, y = (
+            (data.x, data.y)
+            if n <= chunk
+            else (data.x[start : start + chunk], data.y[start : start + chunk])
+        )
+        size = x.shape[0]
         prediction = model.forward(x)
-        total_loss += float(loss.forward(prediction, y)) * len(x)
-        total_correct += score(prediction, y) * len(x)
-    return total_loss / len(data), total_correct / len(data)
+        total_loss += float(loss.forward(prediction, y)) * size
+        total_correct += score(prediction, y) * size
+    return total_loss / n, total_correct / n
 
 
 def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
@@ -80,17 +91,21 @@ def fit(
         torch.randperm(len(train), generator=generator)
     callbacks = list(callbacks)
     history = []
-    forward, backward = model.forward, model.backward
+    # Bound methods looked up once, not at every step. The data needs no gradient, so a
+    # model that can skip the input gradient (Sequential.backward_parameters) does.
+    forward, backward = model.forward, getattr(model, "backward_parameters", model.backward)
+    loss_forward, loss_backward = loss.forward, loss.backward
+    zero_grad, optimizer_step = optimizer.zero_grad, optimizer.step
     batches = optimizer.batches if isinstance(optimizer, DataParallel) else Dataset.batches
     for epoch in range(start_epoch, epochs + 1):
         if schedule is not None:
             optimizer.lr = schedule(epoch)
         step_losses = []
         for x, y in batches(train, batch_size, generator):
-            optimizer.zero_grad()
-            step_losses.append(loss.forward(forward(x), y))
-            backward(loss.backward())
-            optimizer.step()
+            zero_grad()
+            step_losses.append(loss_forward(forward(x), y))
+            backward(loss_backward())
+            optimizer_step()
         # One check per epoch, not a sync per step. (A data-parallel rank may have had no rows.)
         losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
         if not bool(torch.isfinite(losses).all()):

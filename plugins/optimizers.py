@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,6 +10,7 @@ from torch import Tensor
 
 from minidl import FlatOptimizer, Parameter, hookimpl
 from minidl.optim import check_hyperparameter
+from minidl.plugins.losses import scalar
 
 
 class SGD(FlatOptimizer):
@@ -18,9 +18,11 @@ class SGD(FlatOptimizer):
 
     def __init__(self, parameters: Iterable[Parameter], lr: float) -> None:
         super().__init__(parameters, lr)
+        # The flat buffers never change; plain attributes skip two property calls a step.
+        self._data, self._grad = self.flat.data, self.flat.grad
 
     def step(self) -> None:
-        self.data.add_(self.grad, alpha=-self.lr)
+        self._data.add_(self._grad, alpha=-self.lr)
 
     def __repr__(self) -> str:
         return f"SGD(lr={self.lr:g})"
@@ -48,18 +50,35 @@ class Adam(FlatOptimizer):
         self.steps = 0
         self.m = torch.zeros_like(self.data)
         self.v = torch.zeros_like(self.data)
+        # The flat buffers never change; plain attributes skip two property calls a step.
+        self._data, self._grad = self.flat.data, self.flat.grad
+        self._denom = torch.empty_like(self.data)  # reused every step, never handed out
+        # A Python number in mul_/div_/add_ is wrapped into a new tensor at every call, as
+        # costly as the operation itself on a small network: hand them 0-dim tensors of the
+        # same value instead (see minidl.plugins.losses.scalar), remade when one changes.
+        self._scalars: tuple[tuple[float, float], Tensor, Tensor] | None = None
+        self._bias2_sqrt = scalar(1.0, self.data)
 
+    def _constants(self) -> tuple[Tensor, Tensor]:
+        key = (self.beta2, self.eps)
+        if self._scalars is None or self._scalars[0] != key:
+            self._scalars = (key, scalar(self.beta2, self.data), scalar(self.eps, self.data))
+        return self._scalars[1], self._scalars[2]
+
+    # torch.optim.Adam's single-tensor step, operation for operation, on the flat buffers.
     def step(self) -> None:
         self.steps += 1
-        grad = self.grad
+        beta1, beta2 = self.beta1, self.beta2
+        beta2_t, eps_t = self._constants()
+        data, grad = self._data, self._grad
         if self.weight_decay:
-            grad = grad.add(self.data, alpha=self.weight_decay)
-        self.m.lerp_(grad, 1 - self.beta1)
-        self.v.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
-        bias1 = 1 - self.beta1**self.steps
-        bias2_sqrt = math.sqrt(1 - self.beta2**self.steps)
-        denom = (self.v.sqrt() / bias2_sqrt).add_(self.eps)
-        self.data.addcdiv_(self.m, denom, value=-self.lr / bias1)
+            grad = grad.add(data, alpha=self.weight_decay)
+        self.m.lerp_(grad, 1 - beta1)
+        self.v.mul_(beta2_t).addcmul_(grad, grad, value=1 - beta2)
+        bias1 = 1 - beta1**self.steps
+        bias2_sqrt = self._bias2_sqrt.fill_((1 - beta2**self.steps) ** 0.5)
+        denom = torch.sqrt(self.v, out=self._denom).div_(bias2_sqrt).add_(eps_t)
+        data.addcdiv_(self.m, denom, value=-self.lr / bias1)
 
     def state_dict(self) -> dict[str, Tensor | float | int]:
         return {"lr": self.lr, "steps": self.steps, "m": self.m.clone(), "v": self.v.clone()}
