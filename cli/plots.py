@@ -131,7 +131,9 @@ def decision_boundary(
     _save(figure, path)
 
 
-def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
+def sweep_bars(
+    rows: Sequence[dict[str, Any]], path: Path, rounds: int, label: str = "minidl"
+) -> None:
     """Mean test accuracy per row with one-standard-deviation error bars, beside the
     report's numbers where the row is one of Table I's."""
     figure = _figure(max(6.4, 1.1 * len(rows)), 4.2)
@@ -148,7 +150,7 @@ def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
         width,
         yerr=ours_err,
         capsize=3,
-        label=f"minidl ({rounds} rounds)",
+        label=f"{label} ({rounds} rounds)",
     )
     if has_report:
         report = [100 * (r.get("report_mean") or 0) for r in rows]
@@ -169,4 +171,58 @@ def sweep_bars(rows: Sequence[dict[str, Any]], path: Path, rounds: int) -> None:
     ax.set_ylim(0, 105)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
+    _save(figure, path)
+
+
+def diagnostics(
+    runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path, title: str
+) -> None:
+    """Per epoch: each linear layer's gradient norm and each activation layer's saturation
+    and spread (see minidl.diagnostics), for one or more runs: one colour per layer, one
+    line style per run."""
+    from matplotlib.lines import Line2D
+
+    panels = (
+        ("grad_norm/", "weight gradient norm (log)", True),
+        ("saturation/", "saturated fraction (ReLU: dead units)", False),
+        ("spread/", "output spread across points (log)", True),
+    )
+    styles = ["-", "--", ":", "-."]
+    figure = _figure(14, 4.2)
+    axes = figure.subplots(1, len(panels))
+    for ax, (prefix, label, log) in zip(axes, panels, strict=True):
+        keys = [k for _, history in runs for r in history for k in r if k.startswith(prefix)]
+        layers = list(dict.fromkeys(keys))
+        for run_index, (_, history) in enumerate(runs):
+            for layer_index, key in enumerate(layers):
+                points = [(r["epoch"], r[key]) for r in history if key in r]
+                if log:
+                    points = [(e, v) for e, v in points if v > 0]
+                if points:
+                    ax.plot(
+                        [e for e, _ in points],
+                        [v for _, v in points],
+                        color=f"C{layer_index % 10}",
+                        ls=styles[run_index % len(styles)],
+                        lw=1.2,
+                    )
+        if log:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.03, 1.03)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        handles = [
+            Line2D([], [], color=f"C{i % 10}", label=key.removeprefix(prefix))
+            for i, key in enumerate(layers)
+        ]
+        if len(runs) > 1:
+            handles += [
+                Line2D([], [], color="black", ls=styles[i % len(styles)], label=name)
+                for i, (name, _) in enumerate(runs)
+            ]
+        if handles:
+            ax.legend(handles=handles, fontsize=7)
+    figure.suptitle(title, fontsize=9)
     _save(figure, path)

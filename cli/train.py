@@ -94,6 +94,11 @@ def train_options(f: Any) -> Any:
                 help="Seeds the data, the initial weights and the shuffling.",
             ),
             click.option(
+                "--diagnostics/--no-diagnostics",
+                default=None,
+                help="Record each linear layer's gradient norm and each activation's saturation and spread per epoch (minidl.diagnostics), in the history and as diagnostics.png  [default: on with --out]",
+            ),
+            click.option(
                 "--nproc",
                 type=click.IntRange(1),
                 default=1,
@@ -129,6 +134,8 @@ def train(ctx: click.Context, **options: Any) -> None:
     """
     check_data_options(ctx, options)
     config = base_config(options)
+    if options["diagnostics"] is None and options["out"]:
+        config = config.replace(diagnostics=True)
     resume = None
     if options["resume"]:
         config, resume = resumed(ctx, config, options["out"])
@@ -328,6 +335,9 @@ def write_run(
     title = describe(result.config)
     plots.curves(result.history, directory, title)
     files += ["loss.png", "accuracy.png"]
+    if any(k.startswith("grad_norm/") for k in result.history[-1]):
+        plots.diagnostics([(title, result.history)], directory / "diagnostics.png", title)
+        files.append("diagnostics.png")
     if result.test.features == 2:
         plots.decision_boundary(
             result.model,

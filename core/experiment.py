@@ -15,6 +15,7 @@ import torch
 
 from . import registry
 from .data import Dataset, load_csv
+from .diagnostics import Diagnostics
 from .distributed import DataParallel
 from .io import Checkpoint, restore
 from .protocols import Loss, Optimizer
@@ -52,6 +53,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     dtype: str = "float32"
+    # Hold out this fraction of the training points and evaluate on it instead of the test
+    # set, which is then never used: what hyperparameter search must do.
+    validation: float = 0.0
+    diagnostics: bool = False  # record gradient norms and saturation per epoch (minidl.diagnostics)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -77,10 +82,22 @@ class RunResult:
 
 
 def load_data(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The training and test sets; with ``config.validation``, the training set's two parts
+    (a test file is then not even read)."""
+    if not config.validation:
+        return _load_train_test(config)
+    if not 0 < config.validation < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1), got {config.validation}")
+    # Seeded apart from the CSV hold-out below, so the two splits are not the same draw.
+    generator = torch.Generator().manual_seed(config.seed + 7919)
+    return _load_train_test(config, read_test=False)[0].split(1 - config.validation, generator)
+
+
+def _load_train_test(config: TrainConfig, read_test: bool = True) -> tuple[Dataset, Dataset]:
     if config.data is not None:
         train = load_csv(config.data)
         if config.test_data is not None:
-            return train, load_csv(config.test_data)
+            return train, load_csv(config.test_data) if read_test else train
         # No test file: hold out a fifth of the rows, the same ones for a given seed.
         return train.split(0.8, torch.Generator().manual_seed(config.seed))
     factory = registry.get("dataset", config.dataset)
@@ -165,8 +182,10 @@ def run(
     config = (config or TrainConfig()).replace(**changes)
     model, loss, optimizer, train, test = setup(config)
     schedule = registry.get("schedule", config.schedule)(config.lr, config.epochs)
+    if config.diagnostics:
+        callbacks = [Diagnostics(train, loss), *callbacks]
     done = [] if resume is None else resumed_history(resume, config, model, optimizer)
-    if checkpoint is not None:
+    if checkpoint is not None:  # last, so the records it saves are complete
         saver = Checkpointer(checkpoint, model, optimizer, config_dict(config), done)
         callbacks = [*callbacks, saver]
     history = done + fit(

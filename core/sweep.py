@@ -237,6 +237,17 @@ def stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             p.join()
 
 
+def worker_pool(jobs: int, plugins: Sequence[str] = ()) -> concurrent.futures.ProcessPoolExecutor:
+    """The worker processes of a sweep (and of ``minidl.tune``): fresh ('spawn'), one torch
+    thread each, with the built-in, installed and ``plugins`` plugins loaded."""
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(tuple(plugins),),
+    )
+
+
 Progress = Callable[[int, int], None]
 
 
@@ -277,13 +288,7 @@ def sweep(
             if progress is not None:
                 progress(k + 1, len(tasks))
     else:
-        context = multiprocessing.get_context("spawn")
-        pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=min(jobs, len(tasks)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(tuple(plugins),),
-        )
+        pool = worker_pool(min(jobs, len(tasks)), plugins)
         try:
             futures = {pool.submit(run_round, config): k for k, (_, config) in enumerate(tasks)}
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):

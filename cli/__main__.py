@@ -1,0 +1,5 @@
+"""``python -m minidl.cli`` runs ``minidl-run``."""
+
+from . import main
+
+main()
