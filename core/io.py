@@ -238,9 +238,8 @@ def save_checkpoint(
             numbers[key] = value
     try:
         state = json.dumps(
-            {"epoch": epoch, "history": history, "config": config, "optimizer": numbers},
-            allow_nan=False,
-        )
+            {"epoch": epoch, "history": history, "config": config, "optimizer": numbers}
+        )  # NaN allowed: a diagnostic may be NaN while the loss is not
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot checkpoint this run: its state is not JSON data ({e})") from None
     metadata = {"format": CHECKPOINT_FORMAT, "version": str(VERSION), "state": state}
