@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import registry
-from .errors import MinidlError, NonFiniteError, PluginError
+from .errors import NonFiniteError, PluginError
 from .experiment import TrainConfig, accepts, run, setup
 
 
@@ -170,14 +170,7 @@ def _finite_or_none(x: float) -> float | None:
 
 class RoundFailed(RuntimeError):
     """A round failed for another reason than divergence (a plugin's bug, a worker process
-    that died): the sweep stops, naming the round."""
-
-    def __init__(self, row: Row, round_index: int, seed: int, error: str) -> None:
-        self.row, self.round_index, self.error = row, round_index, error
-        super().__init__(
-            f"round {round_index} of row {row.label} lr {row.lr:g} (seed {seed}) failed: {error}; "
-            "stopped the sweep"
-        )
+    that died): the sweep stops, naming the round (or the worker)."""
 
 
 def run_round(config: TrainConfig) -> RoundResult:
@@ -281,8 +274,6 @@ def sweep(
         for k, (_, config) in enumerate(tasks):
             try:
                 results[k] = run_round(config)
-            except MinidlError:
-                raise
             except Exception as e:
                 raise _failed(rows, tasks, base, k, f"{type(e).__name__}: {e}") from e
             if progress is not None:
@@ -291,14 +282,18 @@ def sweep(
         pool = worker_pool(min(jobs, len(tasks)), plugins)
         try:
             futures = {pool.submit(run_round, config): k for k, (_, config) in enumerate(tasks)}
+            workers = list((getattr(pool, "_processes", None) or {}).values())
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 k = futures[future]
                 try:
                     results[k] = future.result()
                 except BrokenProcessPool:
-                    raise _failed(rows, tasks, base, k, "its worker process died") from None
-                except MinidlError:
-                    raise
+                    dead = [w for w in workers if w.exitcode not in (None, 0)]
+                    who = f" (process {dead[0].pid}, exit code {dead[0].exitcode})" if dead else ""
+                    raise RoundFailed(
+                        f"a sweep worker process died{who}: killed, out of memory, or a crash; "
+                        "stopped the sweep"
+                    ) from None
                 except Exception as e:
                     raise _failed(rows, tasks, base, k, f"{type(e).__name__}: {e}") from e
                 if progress is not None:
@@ -328,4 +323,8 @@ def _failed(
     error: str,
 ) -> RoundFailed:
     i, config = tasks[k]
-    return RoundFailed(rows[i], config.seed - base.seed, config.seed, error)
+    row = rows[i]
+    return RoundFailed(
+        f"round {config.seed - base.seed} of row {row.label} lr {row.lr:g} (seed {config.seed}) "
+        f"failed: {error}; stopped the sweep"
+    )
