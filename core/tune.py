@@ -28,7 +28,16 @@ from . import registry
 from .errors import DivergenceError
 from .experiment import TrainConfig, setup
 from .protocols import Module
-from .sweep import RoundResult, Row, RowResult, run_round, single_thread, table_i_row, worker_pool
+from .sweep import (
+    RoundResult,
+    Row,
+    RowResult,
+    run_round,
+    single_thread,
+    stop_workers,
+    table_i_row,
+    worker_pool,
+)
 from .train import evaluate, fit, model_dtype_device
 
 T = TypeVar("T")
@@ -481,7 +490,7 @@ def tune_table(
     try:
         results = tune_all(pool.map)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)  # no worker outlives the tuning
+        stop_workers(pool)  # no worker outlives the tuning, and none keeps Ctrl-C waiting
         raise
     pool.shutdown()
     return results
