@@ -8,10 +8,12 @@ the global batch's mean loss, so every rank takes the same step as a single proc
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
@@ -123,59 +125,102 @@ def _free_port() -> int:
 
 
 class WorkerFailed(RuntimeError):
-    def __init__(self, rank: int, returncode: int) -> None:
-        self.rank, self.returncode = rank, returncode
-        super().__init__(
-            f"worker rank {rank} failed with exit code {returncode}; stopped the other ranks"
-        )
+    def __init__(self, rank: int, returncode: int, error: str = "") -> None:
+        self.rank, self.returncode, self.error = rank, returncode, error
+        what = f": {error}" if error else f" with exit code {returncode}"
+        super().__init__(f"worker rank {rank} failed{what}; stopped the other ranks")
 
 
-#: Set in the environment of the ranks that :func:`launch` starts.
+#: Set in the environment of the ranks that :func:`launch` starts: a directory where a
+#: failing rank leaves its one-line error (see :func:`report_failure`).
 LAUNCHED = "MINIDL_LAUNCHED"
+
+
+def report_failure(rank: int, error: str) -> None:
+    """Called by a rank of :func:`launch` that fails: its error, timed, for the launcher."""
+    directory = os.environ.get(LAUNCHED)
+    if not directory or not os.path.isdir(directory):
+        return
+    record = json.dumps({"rank": rank, "time": time.monotonic(), "error": error})
+    path = os.path.join(directory, f"rank{rank}.error")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(record)
+    os.replace(path + ".tmp", path)
+
+
+def _first_failure(directory: str, failed: int, codes: list[int | None]) -> WorkerFailed:
+    """The rank that failed first, by the times the ranks reported: when one rank fails, the
+    others fail after it (a collective's peer is gone), and those are not the cause."""
+    reports = []
+    for name in os.listdir(directory):
+        if name.endswith(".error"):
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    reports.append(json.load(f))
+            except (OSError, ValueError):
+                continue
+    if not reports:  # killed, or crashed before it could say why
+        return WorkerFailed(failed, codes[failed] or 0)
+    first = min(reports, key=lambda r: float(r["time"]))
+    rank = int(first["rank"])
+    return WorkerFailed(rank, codes[rank] or 0, str(first["error"]))
 
 
 def launch(command: Sequence[str], nproc: int, grace_s: float = 5.0) -> None:
     """Run ``command`` as ``nproc`` ranks of one job on this machine, as torchrun would.
 
-    Only rank 0's stdout is kept. If any rank fails, the others are stopped at once and
-    :class:`WorkerFailed` names it: a dead rank never leaves the rest hanging in a collective.
+    Only rank 0's stdout is kept; the ranks' stderr is rank 0's, shown once the job is done.
+    If any rank fails, the others are stopped at once and :class:`WorkerFailed` names the
+    rank that failed first, with its error: a dead rank never leaves the rest hanging in a
+    collective, and the ranks that fail after it (their peer gone) add no noise.
     """
-    env = dict(
-        os.environ,
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(_free_port()),
-        WORLD_SIZE=str(nproc),
-        LOCAL_WORLD_SIZE=str(nproc),
-        **{LAUNCHED: "1"},
-    )
-    procs = [
-        subprocess.Popen(
-            list(command),
-            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-            stdout=None if r == 0 else subprocess.DEVNULL,
+    with tempfile.TemporaryDirectory(prefix="minidl-launch-") as directory:
+        env = dict(
+            os.environ,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(_free_port()),
+            WORLD_SIZE=str(nproc),
+            LOCAL_WORLD_SIZE=str(nproc),
+            **{LAUNCHED: directory},
         )
-        for r in range(nproc)
-    ]
-    try:
-        while True:
-            codes = [p.poll() for p in procs]
-            failed = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
-            if failed is not None:
-                raise WorkerFailed(failed, codes[failed] or 0)
-            if all(c == 0 for c in codes):
-                return
-            time.sleep(0.05)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        deadline = time.monotonic() + grace_s
-        for p in procs:
-            try:
-                p.wait(max(deadline - time.monotonic(), 0))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        logs = [open(os.path.join(directory, f"rank{r}.stderr"), "w+b") for r in range(nproc)]  # noqa: SIM115
+        procs = [
+            subprocess.Popen(
+                list(command),
+                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                stdout=None if r == 0 else subprocess.DEVNULL,
+                stderr=logs[r],
+            )
+            for r in range(nproc)
+        ]
+        try:
+            while True:
+                codes = [p.poll() for p in procs]
+                failed = next((r for r, c in enumerate(codes) if c not in (None, 0)), None)
+                if failed is not None:
+                    failure = _first_failure(directory, failed, codes)
+                    if os.environ.get("MINIDL_TRACEBACK"):  # asked for: where it failed
+                        logs[failure.rank].seek(0)
+                        sys.stderr.write(logs[failure.rank].read().decode("utf-8", "replace"))
+                    raise failure
+                if all(c == 0 for c in codes):
+                    logs[0].seek(0)
+                    sys.stderr.write(logs[0].read().decode("utf-8", "replace"))
+                    return
+                time.sleep(0.05)
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+            deadline = time.monotonic() + grace_s
+            for p in procs:
+                try:
+                    p.wait(max(deadline - time.monotonic(), 0))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+            for log in logs:
+                log.close()
 
 
 def self_command() -> list[str]:
