@@ -26,6 +26,8 @@ def fail(message: str, code: int) -> None:
     rank, _, world_size = distributed.world_from_env()
     where = f"rank {rank}: " if world_size > 1 else ""  # which worker of a data-parallel job
     click.echo(f"Error: {where}{one_line(message)}", err=True)
+    if world_size > 1:
+        distributed.report_failure(rank, one_line(message))  # for `--nproc`'s launcher
     sys.exit(code)
 
 
