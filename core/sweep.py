@@ -13,6 +13,7 @@ import itertools
 import math
 import multiprocessing
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -215,6 +216,17 @@ def _init_worker(plugins: Sequence[str]) -> None:
         _worker_error = f"a worker process could not load plugin {spec!r}: {e}"
 
 
+def _dead_worker(workers: Sequence[Any], wait_s: float = 1.0) -> Any:
+    """The worker that died: the pool notices a death before the process is reaped, so
+    give it a moment; the pool then terminates the others, so prefer a code not SIGTERM's."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        dead = [w for w in workers if w.exitcode not in (None, 0)]
+        if dead or time.monotonic() > deadline:
+            return min(dead, key=lambda w: w.exitcode == -signal.SIGTERM, default=None)
+        time.sleep(0.01)
+
+
 def stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     """End a pool now: cancel what has not started and terminate the workers (their
     running rounds are lost), rather than wait for every running round to finish."""
@@ -288,8 +300,8 @@ def sweep(
                 try:
                     results[k] = future.result()
                 except BrokenProcessPool:
-                    dead = [w for w in workers if w.exitcode not in (None, 0)]
-                    who = f" (process {dead[0].pid}, exit code {dead[0].exitcode})" if dead else ""
+                    dead = _dead_worker(workers)
+                    who = f" (process {dead.pid}, exit code {dead.exitcode})" if dead else ""
                     raise RoundFailed(
                         f"a sweep worker process died{who}: killed, out of memory, or a crash; "
                         "stopped the sweep"
