@@ -235,6 +235,10 @@ def execute(
             stacklevel=1,
         )
         checkpoint.unlink()
+    if resume is not None:
+        click.echo(
+            f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True
+        )
     with progress(config.epochs, "training") as update:
         try:
             result = run(
