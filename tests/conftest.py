@@ -3,3 +3,18 @@ from pathlib import Path
 
 # Tests import helpers such as `twin` from this folder.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    """Numbers the hardening tests measure (fuzz cases tried, signal-to-exit latencies),
+    recorded with record_property("hardening: ...", value), shown whatever -s says."""
+    lines = [
+        f"{name.removeprefix('hardening: ')}: {value}"
+        for report in terminalreporter.stats.get("passed", [])
+        for name, value in report.user_properties
+        if name.startswith("hardening: ")
+    ]
+    if lines:
+        terminalreporter.section("hardening")
+        for line in lines:
+            terminalreporter.write_line(line)
