@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import torch
 from torch import Tensor
 
 from .flat import FlatParameters
@@ -27,6 +28,12 @@ class FlatOptimizer:
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         self.lr = lr
         self.flat = FlatParameters(parameters)
+        largest = torch.finfo(self.flat.data.dtype).max
+        if lr > largest:  # torch cannot even scale a gradient by it
+            raise ValueError(
+                f"lr must be at most {largest:g} for {str(self.flat.data.dtype).removeprefix('torch.')} "
+                f"parameters, got {lr!r}"
+            )
 
     @property
     def data(self) -> Tensor:
