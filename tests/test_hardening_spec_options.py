@@ -42,6 +42,10 @@ TRAIN_RANGES = [
     (["--lr", "-1"], ["'--lr'", "-1.0 is not in the range x>0"]),
     (["--lr", "nan"], ["lr must be a positive number, got nan"]),
     (["--lr", "inf"], ["lr must be a positive number, got inf"]),
+    (
+        ["--lr", "1e300"],
+        ["lr must be at most 3.40282e+38 for float32 parameters"],
+    ),  # found by fuzzing
     (["--epochs", "0"], ["'--epochs'", "0 is not in the range x>=1"]),
     (["--batch-size", "0"], ["'--batch-size'", "0 is not in the range x>=1"]),
     (["--n-train", "0"], ["'--n-train'"]),
