@@ -14,7 +14,7 @@ import math
 import multiprocessing
 import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -227,10 +227,16 @@ def _dead_worker(workers: Sequence[Any], wait_s: float = 1.0) -> Any:
         time.sleep(0.01)
 
 
-def stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+def pool_processes(pool: concurrent.futures.ProcessPoolExecutor) -> dict[int, Any]:
+    """The pool's worker processes by pid, as far as it has started them (on submit)."""
+    return dict(getattr(pool, "_processes", None) or {})
+
+
+def stop_workers(pool: concurrent.futures.ProcessPoolExecutor, known: Iterable[Any] = ()) -> None:
     """End a pool now: cancel what has not started and terminate the workers (their
-    running rounds are lost), rather than wait for every running round to finish."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    running rounds are lost), rather than wait for every running round to finish.
+    ``known``: processes seen earlier (a broken pool forgets its own)."""
+    processes = list({**{p.pid: p for p in known}, **pool_processes(pool)}.values())
     pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         if p.is_alive():
@@ -293,8 +299,11 @@ def sweep(
     else:
         pool = worker_pool(min(jobs, len(tasks)), plugins)
         try:
-            futures = {pool.submit(run_round, config): k for k, (_, config) in enumerate(tasks)}
-            workers = list((getattr(pool, "_processes", None) or {}).values())
+            futures, seen = {}, {}
+            for k, (_, config) in enumerate(tasks):
+                futures[pool.submit(run_round, config)] = k
+                seen.update(pool_processes(pool))  # started on submit
+            workers = list(seen.values())
             for done, future in enumerate(concurrent.futures.as_completed(futures), 1):
                 k = futures[future]
                 try:
@@ -311,7 +320,7 @@ def sweep(
                 if progress is not None:
                     progress(done, len(tasks))
         except BaseException:
-            stop_workers(pool)  # no worker outlives the sweep, and none keeps it waiting
+            stop_workers(pool, seen.values())  # none outlives the sweep, none keeps it waiting
             raise
         pool.shutdown()
     table = [RowResult(row) for row in rows]
