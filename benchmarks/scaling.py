@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     n_train, batch, epochs = (20_000, 10_000, 2) if args.quick else (200_000, 20_000, 10)
-    rounds, sweep_epochs = (1, 2) if args.quick else (4, 100)
+    rounds, sweep_epochs = (1, 2) if args.quick else (10, 100)
     torch.set_num_threads(1)
     results: dict[str, Any] = {"quick": args.quick, "data_parallel": [], "sweep": {}}
     print(
