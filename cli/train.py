@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import warnings
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,13 @@ def train(ctx: click.Context, **options: Any) -> None:
     if options["nproc"] > 1 and world_size == 1:
         # Become the launcher: N copies of this command line, each a rank (as torchrun does).
         args = without_nproc(ctx.find_root().command.raw_args)  # type: ignore[attr-defined]
-        distributed.launch([*distributed.self_command(), *args], options["nproc"])
+        try:
+            distributed.launch([*distributed.self_command(), *args], options["nproc"])
+        except Interrupted as e:  # rank 0 checkpointed; the ranks leave the message to us
+            out = options["out"]
+            if out and (Path(out) / CHECKPOINT).exists():
+                e.hint = f"continue from the checkpoint with: {resume_command()}"
+            raise
         return
     if world_size > 1:
         config.device = distributed.init_from_env(config.device)
@@ -202,6 +209,16 @@ def resumed(
     return saved, checkpoint
 
 
+def resume_command() -> str:
+    """This command line with --resume: the options given must agree with the checkpoint's,
+    and repeating them does (plugins and --nproc included)."""
+    ctx = click.get_current_context(silent=True)
+    args = list(getattr(ctx.find_root().command, "raw_args", [])) if ctx else []
+    if "--resume" not in args:
+        args.append("--resume")
+    return shlex.join(["minidl-run", *args])
+
+
 def without_nproc(args: list[str]) -> list[str]:
     kept, skip = [], False
     for arg in args:
@@ -253,7 +270,7 @@ def execute(
             raise click.BadParameter(one_line(str(e)), param_hint=hint) from None
         except Interrupted as e:
             if checkpoint is not None and checkpoint.exists():
-                e.hint = f"continue from the checkpoint with: minidl-run train --out {out} --resume"
+                e.hint = f"continue from the checkpoint with: {resume_command()}"
             raise
     is_disc = config.data is None and config.dataset == "disc"
     wrong = misclassified(result.model, result.test)
