@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -45,16 +46,23 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     monkeypatch.setenv("BOMB_SIGNAL", signal_name)
     monkeypatch.setenv("BOMB_AT", "23")  # the 2nd step of epoch 4
     result = invoke("--layer-plugin", plugin, *run, str(tmp_path / "run"), code=code)
-    line = error_line(
-        result, "interrupted by", f"minidl-run train --out {tmp_path / 'run'} --resume"
-    )
+    line = error_line(result, "interrupted by", "; continue from the checkpoint with: minidl-run ")
+    hinted = shlex.split(line.split("continue from the checkpoint with: ", 1)[1])
+    assert hinted == [
+        "minidl-run",
+        "--layer-plugin",
+        plugin,
+        *run,
+        str(tmp_path / "run"),
+        "--resume",
+    ]
     assert result.stdout == ""
     checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert checkpoint.epoch == 3 and [r["epoch"] for r in checkpoint.history] == [1, 2, 3]
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT], line
 
     monkeypatch.delenv("BOMB_AT")
-    resumed = invoke("--layer-plugin", plugin, "train", "--out", str(tmp_path / "run"), "--resume")
+    resumed = invoke(*hinted[1:])  # as the message says
     assert "after epoch 3 of 6" in resumed.stderr
     for name in RESULTS:
         same = filecmp.cmp(tmp_path / "run" / name, tmp_path / "reference" / name, shallow=False)

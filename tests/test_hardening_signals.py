@@ -127,7 +127,10 @@ def test_train_stops_promptly_and_keeps_earlier_results_whole(
         tmp_path, args, sig, ready=(out / "checkpoint.safetensors").exists
     )
     line = assert_stopped(done, sig)
-    assert "continue from the checkpoint with: minidl-run train --out out --resume" in line
+    assert "continue from the checkpoint with: minidl-run --layer-plugin " in line
+    assert line.endswith(
+        " train --model 'slow, linear(8), relu, linear(1), sigmoid' --epochs 200 --n-train 400 --out out --resume"
+    )
     record_property(f"hardening: train {sig.name} to exit", f"{seconds:.2f} s")
     assert_gone(pids)
     after = snapshot(out)
