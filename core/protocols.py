@@ -17,6 +17,9 @@ class Module(Protocol):
     ``backward`` receives the gradient of the loss with respect to the output of the last
     ``forward`` call, adds the gradients of its parameters into ``Parameter.grad`` (in
     place) and returns the gradient with respect to that call's input.
+
+    A layer whose outputs lie in a closed range may say so as ``output_range = (low, high)``:
+    :func:`minidl.fit` then refuses targets outside it when the layer is the model's last.
     """
 
     def forward(self, x: Tensor) -> Tensor: ...
@@ -31,7 +34,9 @@ class Loss(Protocol):
     """``forward`` returns a 0-dim tensor; ``backward`` the gradient w.r.t. the prediction.
 
     A loss may also define ``accuracy(prediction, target) -> float``; the training loop
-    uses it instead of :func:`minidl.accuracy` when present.
+    uses it instead of :func:`minidl.accuracy` when present. It may define
+    ``check_target(target)``, raising ValueError for targets it cannot use (labels outside
+    [0, 1] for a cross-entropy): :func:`minidl.fit` calls it once, before training.
     """
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor: ...
