@@ -10,7 +10,7 @@ from minidl.io import atomic_write
 from minidl.sweep import TABLE_I, RowResult, grid
 from minidl.sweep import sweep as run_sweep
 
-from . import plots
+from . import plots, signals
 from .group import plugin_specs
 from .options import (
     SEED,
@@ -117,9 +117,10 @@ def sweep(ctx: click.Context, **options: Any) -> None:
     files: list[str] = []
     note = ""
     if directory is not None:
-        write_json(directory / "sweep.json", document)
-        atomic_write(directory / "table.csv", csv_text([_csv_row(r) for r in records]))
-        atomic_write(directory / "table.md", markdown_text(results, rounds))
+        with signals.deferred():  # each file whole, and the three from the same sweep
+            write_json(directory / "sweep.json", document)
+            atomic_write(directory / "table.csv", csv_text([_csv_row(r) for r in records]))
+            atomic_write(directory / "table.md", markdown_text(results, rounds))
         files = ["sweep.json", "table.csv", "table.md"]
         if plots.available():
             plots.sweep_bars(records, directory / "accuracy.png", rounds)
