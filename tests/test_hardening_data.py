@@ -139,3 +139,37 @@ def test_sweep_reads_the_same_data_checks(tmp_path: Path) -> None:
     path = write(tmp_path, "0.1,0.2,1\n0.3,oops,0\n")
     result = invoke("sweep", "--data", str(path), "--rounds", "1", "--epochs", "1", code=2)
     error_line(result, f"{path}, line 2", "'oops'")
+
+
+STRICT_LOSS = """
+import minidl
+from minidl.plugins import MSE
+
+
+class Labels(MSE):
+    \"\"\"MSE for 0/1 labels only.\"\"\"
+
+    def check_target(self, target):
+        bad = target[(target != 0) & (target != 1)]
+        if len(bad):
+            raise ValueError(f"targets must be 0 or 1, got {float(bad[0]):g}")
+
+
+@minidl.hookimpl
+def register_losses(register):
+    register("labels", Labels)
+"""
+
+
+def test_a_loss_rejects_targets_it_cannot_use(tmp_path: Path) -> None:
+    plugin = tmp_path / "labels_loss.py"
+    plugin.write_text(STRICT_LOSS)
+    soft = write(tmp_path, "".join(f"{i / 10},{i % 3},{(i % 4) / 4}\n" for i in range(20)))
+    result = invoke("--layer-plugin", str(plugin), "train", "--data", str(soft), "--epochs", "1", "--loss", "labels", code=2)  # fmt: skip
+    error_line(
+        result, "the training targets do not suit the loss", "targets must be 0 or 1, got 0.25"
+    )
+    # The same loss takes 0/1 labels, and MSE takes the soft targets.
+    labels = write(tmp_path, GOOD_ROWS, "labels.csv")
+    invoke("--layer-plugin", str(plugin), "train", "--data", str(labels), "--epochs", "1", "--loss", "labels")  # fmt: skip
+    invoke("train", "--data", str(soft), "--epochs", "1")
