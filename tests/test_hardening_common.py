@@ -3,10 +3,12 @@ as a real process, a fresh plugin registry per test, and small plugins that misb
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -184,3 +186,24 @@ def minidl_run(
         text=True,
         timeout=timeout,
     )
+
+
+def assert_gone(pids: list[int], grace_s: float = 10) -> None:
+    """Every one of these processes has exited (a zombie waiting for its parent counts)."""
+    deadline = time.monotonic() + grace_s
+    for pid in pids:
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                break
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, f"process {pid} outlived the job"
+            time.sleep(0.05)
+
+
+def assert_no_children_left() -> None:
+    """No worker process of this one is still running. (Asked of the system, not of
+    multiprocessing's bookkeeping, which may lag behind a worker its pool reaped.)"""
+    assert_gone([p.pid for p in multiprocessing.active_children() if p.pid is not None])

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from test_hardening_common import (  # noqa: F401
     BIN,
+    assert_gone,
     environment,
     fresh_registry,
     invoke,
@@ -94,21 +95,6 @@ def assert_stopped(done: subprocess.CompletedProcess[str], sig: signal.Signals) 
     how = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else "SIGTERM"
     assert lines[0].startswith(f"Error: interrupted by {how}"), lines[0]
     return lines[0]
-
-
-def assert_gone(pids: list[int]) -> None:
-    """Every process that trained has exited (a zombie waiting for its parent counts)."""
-    deadline = time.monotonic() + 10
-    for pid in pids:
-        while True:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except FileNotFoundError:
-                break
-            if state == "Z":
-                break
-            assert time.monotonic() < deadline, f"process {pid} outlived the job"
-            time.sleep(0.05)
 
 
 def no_temporary_files(directory: Path) -> None:

@@ -4,11 +4,11 @@ rank). Exit code 1, one line naming the round or the worker, nothing left runnin
 
 from __future__ import annotations
 
-import multiprocessing
 from pathlib import Path
 
 import pytest
 from test_hardening_common import (  # noqa: F401
+    assert_no_children_left,
     error_line,
     fresh_registry,
     invoke,
@@ -32,7 +32,7 @@ def test_a_round_that_raises_stops_the_sweep_naming_it(
     error_line(result, "round 2 of row fragile-sgd lr 0.001 (seed 2) failed", "fragile layer broke", "stopped the sweep")  # fmt: skip
     assert result.stdout == ""
     assert not (tmp_path / "o" / "sweep.json").exists()
-    assert multiprocessing.active_children() == []
+    assert_no_children_left()
 
 
 def test_a_worker_process_that_dies_stops_the_sweep(
@@ -42,7 +42,7 @@ def test_a_worker_process_that_dies_stops_the_sweep(
     monkeypatch.setenv("FRAGILE_EXIT_SEED", "1")  # round 1's worker exits with code 9
     result = invoke("--layer-plugin", str(plugin), *SWEEP, "--jobs", "2", code=1)
     error_line(result, "a sweep worker process died (process ", "exit code 9)", "stopped the sweep")  # fmt: skip
-    assert multiprocessing.active_children() == []
+    assert_no_children_left()
 
 
 def test_a_plugin_only_the_workers_cannot_load(tmp_path: Path) -> None:
