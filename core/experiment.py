@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from . import registry
+from .checkpoint import Checkpointer
 from .data import Dataset, load_csv
 from .diagnostics import Diagnostics
 from .distributed import DataParallel
@@ -21,7 +22,7 @@ from .io import Checkpoint, restore
 from .protocols import Loss, Optimizer
 from .sequential import Sequential
 from .spec import LayerSpec, build, mlp, parse
-from .train import Callback, Checkpointer, fit
+from .train import Callback, fit
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -175,7 +176,7 @@ def run(
 
     ``data_parallel=True`` trains as one rank of the initialised torch.distributed process
     group (see :mod:`minidl.distributed`); every rank gets the same result.
-    ``checkpoint`` names a file to save the run to as it goes (see :class:`minidl.train.Checkpointer`);
+    ``checkpoint`` names a file to save the run to as it goes (see :class:`minidl.checkpoint.Checkpointer`);
     ``resume`` continues such a run (:func:`minidl.io.load_checkpoint`) to the same result
     as had it not stopped.
     """

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .checks import check_targets, checked_step
 from .data import Dataset
 from .distributed import DataParallel
-from .errors import DataError, DivergenceError, NonFiniteError, PluginError, SpecError
-from .io import save_checkpoint
+from .errors import DataError, DivergenceError, NonFiniteError
 from .protocols import Loss, Module, Optimizer
 
 #: A callback receives each epoch's record (it may add keys to it) and the model.
@@ -144,160 +142,3 @@ def fit(
             callback(record, model)
         history.append(record)
     return history
-
-
-def _describe(model: Module, i: int) -> str:
-    layers = getattr(model, "layers", ())
-    spec = getattr(model, "spec", None)
-    what = (
-        str(spec[i]) if spec is not None and len(spec) == len(layers) else type(layers[i]).__name__
-    )
-    return f"layer {i + 1} ({what})"
-
-
-def _shape(t: object) -> str:
-    return str(tuple(t.shape)) if isinstance(t, Tensor) else type(t).__name__
-
-
-def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
-    """One training step's forward and backward, as the model's own would compute them but
-    one layer at a time, so that a layer that cannot take its input, or whose ``backward``
-    returns a gradient of the wrong shape, is named with the shapes involved (rather than
-    failing deep inside a matrix product). :func:`fit` runs its first step this way only."""
-    layers = getattr(model, "layers", None)
-    if layers is None:  # not a chain of layers: nothing to name
-        prediction = model.forward(x)
-        value = _checked_loss(loss, prediction, y)
-        model.backward(loss.backward())
-        return value
-    inputs = []
-    h = x
-    for i, layer in enumerate(layers):
-        inputs.append(h)
-        try:
-            h = layer.forward(h)
-        except Exception as e:
-            raise SpecError(_forward_failure(model, i, h, e)) from e
-        if not isinstance(h, Tensor):
-            raise PluginError(
-                f"model {_describe(model, i)}: forward returned {type(h).__name__}, not a tensor"
-            )
-    value = _checked_loss(loss, h, y)
-    grad = loss.backward()
-    if not isinstance(grad, Tensor) or grad.shape != h.shape:
-        raise PluginError(
-            f"loss {loss!r}: backward returned a gradient of shape {_shape(grad)}, but the "
-            f"prediction has shape {_shape(h)}; it must return the gradient with respect to "
-            "the prediction"
-        )
-    for i in reversed(range(len(layers))):
-        grad = layers[i].backward(grad)
-        if not isinstance(grad, Tensor) or grad.shape != inputs[i].shape:
-            raise PluginError(
-                f"model {_describe(model, i)}: backward returned a gradient of shape "
-                f"{_shape(grad)}, but its input had shape {_shape(inputs[i])}; backward must "
-                "return the gradient with respect to the layer's input"
-            )
-    return value
-
-
-def _forward_failure(model: Module, i: int, h: Tensor, e: Exception) -> str:
-    layer = model.layers[i]  # type: ignore[attr-defined]
-    message = f"model {_describe(model, i)} cannot take an input of shape {_shape(h)}"
-    wants = getattr(layer, "in_features", None)
-    if isinstance(wants, int) and h.dim() == 2 and wants != h.shape[1]:
-        source = "the data" if i == 0 else f"{_describe(model, i - 1)}"
-        message += f": it takes {wants} features per point, but {source} gives {h.shape[1]}"
-        if i > 0 and getattr(model.layers[i - 1], "out_features", None) is None:  # type: ignore[attr-defined]
-            message += (
-                f" (layer {i} does not say how many it gives, so the input size could not "
-                "be inferred; give in_features= explicitly)"
-            )
-        elif i == 0:
-            message += " (leave in_features out: it is inferred from the data)"
-        return message
-    return f"{message}: {type(e).__name__}: {e}"
-
-
-def _checked_loss(loss: Loss, prediction: Tensor, y: Tensor) -> Tensor:
-    try:
-        return loss.forward(prediction, y)
-    except Exception as e:
-        raise DataError(
-            f"loss {loss!r} cannot compare the model's output of shape {_shape(prediction)} "
-            f"with targets of shape {_shape(y)}: {e}"
-        ) from e
-
-
-def check_targets(model: Module, loss: Loss, data: Dataset, which: str) -> None:
-    """Targets that the loss cannot use, or that the model's last layer can never output
-    (say 7 after a sigmoid), are a data error now rather than a run that learns nothing.
-
-    A loss may define ``check_target(target)`` raising ValueError; a layer may declare the
-    closed range its outputs lie in as ``output_range = (low, high)``."""
-    if len(data) == 0:
-        return
-    check = getattr(loss, "check_target", None)
-    if callable(check):
-        try:
-            check(data.y)
-        except ValueError as e:
-            raise DataError(f"the {which} targets do not suit the loss {loss!r}: {e}") from None
-    layers = getattr(model, "layers", None)
-    bounds = getattr(layers[-1], "output_range", None) if layers else None
-    if layers is None or bounds is None:
-        return
-    low, high = bounds
-    smallest, largest = float(data.y.min()), float(data.y.max())
-    if smallest < low or largest > high:
-        raise DataError(
-            f"the {which} targets range over [{smallest:g}, {largest:g}], but the model's last "
-            f"{_describe(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
-            "rescale the target column, or end the model with another layer"
-        )
-
-
-class Checkpointer:
-    """A :func:`fit` callback that saves the run to ``path`` (see :func:`minidl.io.save_checkpoint`)
-    after the first epoch and then at most every ``every_s`` seconds: at most a second of
-    training lost to an interruption, and no quadratic cost from rewriting a long history
-    each epoch. ``history`` holds the records of epochs before this fit (when resuming);
-    put it last among the callbacks, so the records it saves are complete."""
-
-    #: the default interval, for all runs (tests set it to 0: a checkpoint every epoch)
-    every_s = 1.0
-
-    def __init__(
-        self,
-        path: str | Path,
-        model: Module,
-        optimizer: Optimizer,
-        config: dict[str, Any],
-        history: Iterable[dict[str, Any]] = (),
-        every_s: float | None = None,
-    ) -> None:
-        self.path, self.model, self.optimizer, self.config = Path(path), model, optimizer, config
-        self.history = list(history)
-        self.every_s = Checkpointer.every_s if every_s is None else every_s
-        self._last = -math.inf
-        #: the epoch of the last checkpoint written (0: none yet)
-        self.epoch = len(self.history)
-
-    def __call__(self, record: dict[str, Any], model: Module) -> None:
-        self.history.append(record)
-        now = time.monotonic()
-        if now - self._last >= self.every_s:
-            self.save()
-            self._last = now
-
-    def save(self) -> None:
-        epoch = int(self.history[-1]["epoch"])
-        save_checkpoint(
-            self.path,
-            self.model,
-            self.optimizer,
-            epoch=epoch,
-            history=self.history,
-            config=self.config,
-        )
-        self.epoch = epoch

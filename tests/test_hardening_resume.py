@@ -15,8 +15,8 @@ import torch
 from test_hardening_common import error_line, fresh_registry, invoke, write_plugin  # noqa: F401
 
 import minidl
+from minidl.checkpoint import Checkpointer
 from minidl.io import CHECKPOINT, load_checkpoint, save_checkpoint
-from minidl.train import Checkpointer
 
 pytestmark = pytest.mark.usefixtures("fresh_registry")
 
