@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-from click.testing import CliRunner, Result
+from clitools import invoke, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from test_registry import registry_state
 
 from minidl import registry
@@ -47,15 +46,6 @@ def register_commands(cli):
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one intra-op thread is faster, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
 def isolated_registry() -> Iterator[None]:
     """Plugins loaded by a test, and the commands they add, are gone after it."""
     commands = dict(cli.commands)
@@ -74,12 +64,6 @@ def cube(tmp_path: Path) -> Path:
     path = tmp_path / "cube_plugin.py"
     path.write_text(CUBE)
     return path
-
-
-def invoke(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
 
 
 FAST = ["--epochs", "2", "--n-train", "100", "--n-test", "50"]

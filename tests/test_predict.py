@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from click.testing import Result
+from clitools import invoke, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 import minidl
-from minidl.cli import cli
 from minidl.plugins.datasets import disc_dataset
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one intra-op thread is faster, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def invoke(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
 
 
 def one_line_error(result: Result, *fragments: str) -> None:

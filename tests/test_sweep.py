@@ -5,16 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from clitools import invoke, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 from twin import make_torch_optimizer, twin_fit
 
 import minidl
-from minidl.cli import cli
 from minidl.plugins.datasets import disc_dataset
 from minidl.sweep import TABLE_I, Row, RowResult, grid, round_config, sweep
 
@@ -28,21 +26,6 @@ REPORT = [
     ("sigmoid", "adam", 1e-3, 0.9, 0.999, 49.21, 1.15),
     ("tanh", "adam", 0.1, 0.5, 0.999, 49.41, 1.19),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices: one intra-op thread is faster, and kinder to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def invoke(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
 
 
 def test_table_i_is_the_reports() -> None:

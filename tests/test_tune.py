@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner, Result
+from clitools import invoke
 
 import minidl
-from minidl.cli import cli
 from minidl.cli import output as cli_output
 from minidl.data import disc
 from minidl.sweep import table_i_row
@@ -156,12 +155,6 @@ def test_default_candidates_cover_the_research_grid() -> None:
 # One candidate per row, tiny data: the search still runs all three stages.
 TINY_CLI = ["--budget", "quick", "--epochs", "2,4", "--lr", "0.3", "--n-train", "80"]
 TINY_CLI += ["--n-test", "40", "--rounds", "2"]
-
-
-def invoke(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(cli, list(args), prog_name="minidl-run")
-    assert result.exit_code == code, (result.output, result.exception)
-    return result
 
 
 def test_cli_json_rows_are_sweep_rows_plus_settings() -> None:
