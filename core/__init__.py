@@ -1,14 +1,13 @@
 """minidl: a small deep-learning framework on PyTorch tensors, without autograd.
 
 Layers compute their own backward pass; layers, losses, optimizers and datasets come
-from plugins (the built-in ones included) through a pluggy registry.
+from plugins (the built-in ones included) through a pluggy registry. Importing minidl
+changes no global state of torch: its entry points switch gradient recording off for
+their own work only.
 """
 
 from __future__ import annotations
 
-import torch
-
-from . import registry
 from .data import Dataset, load_csv
 from .errors import (
     DataError,
@@ -21,7 +20,6 @@ from .errors import (
     SpecError,
     UnknownNameError,
 )
-from .experiment import RunResult, TrainConfig, run
 from .flat import FlatParameters
 from .hookspecs import hookimpl
 from .io import load_model, save_model
@@ -29,16 +27,12 @@ from .module import ModuleBase
 from .optim import FlatOptimizer
 from .parameter import Parameter
 from .protocols import Loss, Module, Optimizer
-from .registry import load_plugins
+from .registry import registry
 from .sequential import Sequential
-from .spec import LayerSpec, mlp
-from .spec import build as build_model
-from .train import accuracy, evaluate, fit
+from .spec import Spec, build, create, parse
+from .train import accuracy, evaluate, fit, labels, predict
 
-__version__ = "0.1.0"
-
-# The framework's rule: gradients are computed by hand, so autograd stays off.
-torch.set_grad_enabled(False)
+__version__ = "0.2.0"
 
 __all__ = [
     "DataError",
@@ -47,31 +41,30 @@ __all__ = [
     "DuplicateNameError",
     "FlatOptimizer",
     "FlatParameters",
-    "LayerSpec",
     "Loss",
     "MinidlError",
     "ModelFileError",
     "Module",
-    "NonFiniteError",
     "ModuleBase",
+    "NonFiniteError",
     "Optimizer",
     "Parameter",
     "PluginError",
-    "RunResult",
     "Sequential",
+    "Spec",
     "SpecError",
-    "TrainConfig",
     "UnknownNameError",
     "accuracy",
-    "build_model",
+    "build",
+    "create",
     "evaluate",
     "fit",
     "hookimpl",
+    "labels",
     "load_csv",
     "load_model",
-    "load_plugins",
-    "mlp",
+    "parse",
+    "predict",
     "registry",
-    "run",
     "save_model",
 ]

@@ -12,15 +12,13 @@ from torch import Tensor
 from .data import Dataset
 from .errors import DataError, PluginError, SpecError
 from .protocols import Loss, Module
+from .registry import registry
 
 
-def _describe(model: Module, i: int) -> str:
-    layers = getattr(model, "layers", ())
-    spec = getattr(model, "spec", None)
-    what = (
-        str(spec[i]) if spec is not None and len(spec) == len(layers) else type(layers[i]).__name__
-    )
-    return f"layer {i + 1} ({what})"
+def describe_layer(model: Module, i: int) -> str:
+    """``layer 3 (linear)``: its registered name, or else its class's."""
+    layer = getattr(model, "layers", ())[i]
+    return f"layer {i + 1} ({registry.name_of('layer', type(layer)) or type(layer).__name__})"
 
 
 def _shape(t: object) -> str:
@@ -48,7 +46,7 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
             raise SpecError(_forward_failure(model, i, h, e)) from e
         if not isinstance(h, Tensor):
             raise PluginError(
-                f"model {_describe(model, i)}: forward returned {type(h).__name__}, not a tensor"
+                f"model {describe_layer(model, i)}: forward returned {type(h).__name__}, not a tensor"
             )
     value = _checked_loss(loss, h, y)
     grad = loss.backward()
@@ -62,7 +60,7 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
         grad = layers[i].backward(grad)
         if not isinstance(grad, Tensor) or grad.shape != inputs[i].shape:
             raise PluginError(
-                f"model {_describe(model, i)}: backward returned a gradient of shape "
+                f"model {describe_layer(model, i)}: backward returned a gradient of shape "
                 f"{_shape(grad)}, but its input had shape {_shape(inputs[i])}; backward must "
                 "return the gradient with respect to the layer's input"
             )
@@ -71,11 +69,11 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
 
 def _forward_failure(model: Module, i: int, h: Tensor, e: Exception) -> str:
     layer = model.layers[i]  # type: ignore[attr-defined]
-    message = f"model {_describe(model, i)} cannot take an input of shape {_shape(h)}"
+    message = f"model {describe_layer(model, i)} cannot take an input of shape {_shape(h)}"
     wants = getattr(layer, "in_features", None)
-    if isinstance(wants, int) and h.dim() == 2 and wants != h.shape[1]:
-        source = "the data" if i == 0 else f"{_describe(model, i - 1)}"
-        message += f": it takes {wants} features per point, but {source} gives {h.shape[1]}"
+    if isinstance(wants, int) and h.dim() >= 2 and wants != h.shape[-1]:
+        source = "the data" if i == 0 else f"{describe_layer(model, i - 1)}"
+        message += f": it takes {wants} features per example, but {source} gives {h.shape[-1]}"
         if i > 0 and getattr(model.layers[i - 1], "out_features", None) is None:  # type: ignore[attr-defined]
             message += (
                 f" (layer {i} does not say how many it gives, so the input size could not "
@@ -113,13 +111,13 @@ def check_targets(model: Module, loss: Loss, data: Dataset, which: str) -> None:
             raise DataError(f"the {which} targets do not suit the loss {loss!r}: {e}") from None
     layers = getattr(model, "layers", None)
     bounds = getattr(layers[-1], "output_range", None) if layers else None
-    if layers is None or bounds is None:
-        return
+    if layers is None or bounds is None or not data.y.is_floating_point():
+        return  # class indices are the loss's to check
     low, high = bounds
     smallest, largest = float(data.y.min()), float(data.y.max())
     if smallest < low or largest > high:
         raise DataError(
             f"the {which} targets range over [{smallest:g}, {largest:g}], but the model's last "
-            f"{_describe(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
+            f"{describe_layer(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
             "rescale the target column, or end the model with another layer"
         )

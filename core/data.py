@@ -15,16 +15,22 @@ from .errors import DataError
 
 @dataclass(frozen=True)
 class Dataset:
-    """``x`` of shape (n, features), ``y`` of shape (n, outputs)."""
+    """``x`` of shape ``(N, ...)``, batch first; ``y`` either ``(N, k)`` floats or ``(N,)``
+    int64 class indices."""
 
     x: Tensor
     y: Tensor
 
     def __post_init__(self) -> None:
-        if self.x.dim() != 2 or self.y.dim() != 2:
+        if self.x.dim() < 1 or self.y.dim() not in (1, 2):
             raise DataError(
-                f"a dataset needs 2-D inputs and targets, got shapes "
-                f"{tuple(self.x.shape)} and {tuple(self.y.shape)}"
+                f"a dataset needs inputs of shape (N, ...) and targets of shape (N, k) or (N,), "
+                f"got {tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
+        if self.y.dim() == 1 and self.y.is_floating_point():
+            raise DataError(
+                f"targets of shape {tuple(self.y.shape)} are class indices and must be int64, "
+                f"got {self.y.dtype}; give float targets as (N, k)"
             )
         if len(self.x) != len(self.y):
             raise DataError(f"{len(self.x)} inputs but {len(self.y)} targets")
@@ -34,12 +40,18 @@ class Dataset:
 
     @property
     def features(self) -> int:
-        return self.x.shape[1]
+        """The size of one example's last dimension (the columns of a table)."""
+        return self.x.shape[-1]
 
     def to(
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> Dataset:
-        return Dataset(self.x.to(device=device, dtype=dtype), self.y.to(device=device, dtype=dtype))
+        """Moved, with floating tensors cast to ``dtype``; class indices stay int64."""
+
+        def cast(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+        return Dataset(cast(self.x), cast(self.y))
 
     def batches(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -55,32 +67,26 @@ class Dataset:
     def split(
         self, fraction: float, generator: torch.Generator | None = None
     ) -> tuple[Dataset, Dataset]:
-        """Two random parts, the first with ``fraction`` of the points."""
+        """Two random parts, the first with ``fraction`` of the examples."""
         if not 0 < fraction < 1:
             raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
         order = torch.randperm(len(self), generator=generator).to(self.x.device)
         cut = int(round(fraction * len(self)))
         if not 0 < cut < len(self):
             raise DataError(
-                f"cannot split {len(self)} point(s) into parts of {fraction:.0%} and "
-                f"{1 - fraction:.0%} with at least one point in each; use more points "
-                "(with --data, or give --test-data)"
+                f"cannot split {len(self)} example(s) into parts of {fraction:.0%} and "
+                f"{1 - fraction:.0%} with at least one in each; use more data"
             )
         a, b = order[:cut], order[cut:]
         return Dataset(self.x[a], self.y[a]), Dataset(self.x[b], self.y[b])
 
 
-def disc(n: int, generator: torch.Generator | None = None) -> Dataset:
-    """The seed's task: points uniform in [0, 1]^2, label 1 inside the disc of area 1/2
-    centred at (0.5, 0.5), i.e. of radius 1/sqrt(2*pi)."""
-    x = torch.rand(n, 2, generator=generator)
-    inside = (x - 0.5).pow(2).sum(1) < 1 / (2 * math.pi)
-    return Dataset(x, inside.to(x.dtype).unsqueeze(1))
-
-
-def load_csv(path: str | Path, *, targets: int = 1) -> Dataset:
+def load_csv(path: str | Path, *, targets: int = 1, classes: bool = False) -> Dataset:
     """Numeric columns, the last ``targets`` of them the target; an optional header row
-    (a first row in which no cell is a number). Errors name the file, the line and the cell."""
+    (a first row in which no cell is a number). Errors name the file, the line and the cell.
+
+    With ``classes``, a last column of integer labels 0..k-1 becomes ``(N,)`` int64 class
+    indices (for a loss that takes them); any other column stays a float target."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheets start with a BOM
@@ -137,7 +143,10 @@ def load_csv(path: str | Path, *, targets: int = 1) -> Dataset:
             f"{path}, line {lines[i]}: a value too large for {str(data.dtype).removeprefix('torch.')}: "
             f"{_quote(text.splitlines()[lines[i] - 1])}"
         )
-    return Dataset(data[:, :-targets], data[:, -targets:])
+    y = data[:, -targets:]
+    if classes and targets == 1 and bool((y == y.round()).all()) and float(y.min()) >= 0:
+        return Dataset(data[:, :-1], y[:, 0].long())
+    return Dataset(data[:, :-targets], y)
 
 
 def _quote(line: str, limit: int = 80) -> str:

@@ -1,23 +1,31 @@
-"""Errors minidl raises on purpose; each message says what was wrong and what would be valid."""
+"""Errors minidl raises on purpose; each message says what was wrong and what would be valid.
+
+They are click exceptions, so a command line shows one ``Error: ...`` line and exits with
+``exit_code``: 2 for what the user gave (a name, a spec, data, a model file), 1 for a run
+that failed (a diverged training).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+import click
 
-class MinidlError(Exception):
-    """Base class: the CLI turns these into one line on stderr, never a traceback."""
+
+class MinidlError(click.ClickException):
+    """Base class of minidl's errors."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
 
 
 class UnknownNameError(MinidlError, LookupError):
     def __init__(self, kind: str, name: str, available: Iterable[str]) -> None:
         self.kind, self.name, self.available = kind, name, sorted(available)
-        super().__init__(
-            f"unknown {kind} {name!r}; available: {', '.join(self.available) or '(none)'}"
-        )
-
-    def __str__(self) -> str:  # LookupError would quote the message
-        return str(self.args[0])
+        names = ", ".join(self.available) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}. Available names: {names}")
 
 
 class PluginError(MinidlError):
@@ -29,7 +37,7 @@ class DuplicateNameError(PluginError):
 
 
 class SpecError(MinidlError, ValueError):
-    """A model spec could not be parsed or built."""
+    """A spec (``"linear(25), relu"``, ``"adam(eps=1e-6)"``) could not be parsed or built."""
 
 
 class DataError(MinidlError, ValueError):
@@ -37,11 +45,13 @@ class DataError(MinidlError, ValueError):
 
 
 class ModelFileError(MinidlError):
-    """A saved model could not be read."""
+    """A saved model or checkpoint could not be read, or a model cannot be saved."""
 
 
 class NonFiniteError(MinidlError, FloatingPointError):
     """A loss became NaN or infinite: a failed run, never a result to report."""
+
+    exit_code = 1
 
 
 class DivergenceError(NonFiniteError):

@@ -2,7 +2,8 @@
 
 Every ``register_<kind>s`` hook receives ``register(name, factory)``: call it once per
 name. Names are lower-case letters, digits and underscores, starting with a letter; a
-name claimed by two plugins is an error naming both, never a silent override.
+name claimed by two plugins is an error naming both, never a silent override. A factory's
+keyword arguments are its settings, given in a spec: ``--optimizer "adam(eps=1e-6)"``.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ Register = Callable[[str, Callable[..., Any]], None]
 def register_layers(register: Register) -> None:
     """Register layers: ``register("leaky_relu", LeakyReLU)``. ``factory(*args, **kwargs)``
     returns a module (``forward``, ``backward``, ``parameters``); model specs call it with
-    the spec's arguments, and with the input width first when its first parameter is named
-    ``in_features``."""
+    the spec's arguments, and with the input's size first when its first parameter is named
+    ``in_features`` (the last dimension) or ``in_channels`` (dimension 1)."""
 
 
 @hookspec
@@ -44,8 +45,9 @@ def register_optimizers(register: Register) -> None:
 @hookspec
 def register_datasets(register: Register) -> None:
     """Register datasets: ``register("spirals", spirals)``.
-    ``factory(seed=..., n_train=..., n_test=...)`` returns ``(train, test)``, two
-    :class:`minidl.Dataset`, the same for the same seed."""
+    ``factory(seed=..., **settings)`` returns ``(train, test)``, two :class:`minidl.Dataset`,
+    the same for the same seed; ``n_train`` and ``n_test`` are passed only when the user
+    gives them."""
 
 
 @hookspec

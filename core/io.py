@@ -1,7 +1,9 @@
-"""Saved models: a JSON architecture of registered layers plus safetensors weights.
+"""Model files: a JSON architecture of registered layers plus safetensors tensors.
 
 Loading never executes code from the files: the architecture is data naming registered
-layers, and safetensors holds raw tensors only (no pickle).
+layers and the arguments each was made with, and safetensors holds raw tensors only (no
+pickle). The tensors are the model's ``state_dict()``, parameters and buffers, under
+torch's keys.
 """
 
 from __future__ import annotations
@@ -10,25 +12,29 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import load as _load_tensors
+from safetensors.torch import save as _save_tensors
 
-from . import registry
+from .checks import describe_layer
 from .errors import ModelFileError, SpecError
-from .protocols import Module, Optimizer
+from .module import load_state_dict, set_mode, state_dict
+from .protocols import Module
+from .registry import registry
 from .sequential import Sequential
-from .spec import LayerSpec, build
+from .spec import Spec, create
 
 FORMAT = "minidl-model"
-VERSION = 1
+VERSION = 2
 ARCHITECTURE = "model.json"
 WEIGHTS = "model.safetensors"
 _MAX_JSON = 16 * 2**20
+#: Constructor arguments a file does not record: the file records the dtype itself, and a
+#: loaded model starts on the CPU.
+_PLACEMENT = ("dtype", "device")
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:
@@ -40,8 +46,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
-        # mkstemp creates the file private (0600); give it the mode a plain open() would.
-        os.chmod(tmp, _new_file_mode(path))
+        os.chmod(tmp, _new_file_mode(path))  # mkstemp makes it 0600; give what open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -57,59 +62,100 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def save_model(
-    model: Sequential, directory: str | Path, metadata: dict[str, Any] | None = None
-) -> None:
-    """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed)."""
-    if getattr(model, "spec", None) is None:
-        raise ValueError(
-            "only models built from registered layers can be saved: build it with "
-            "minidl.build_model(spec, in_features)"
-        )
-    assert model.spec is not None
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """One safetensors file, written atomically; the tensors are copied to the CPU."""
+    cpu = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
+    atomic_write(path, _save_tensors(cpu, metadata))
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the metadata of a safetensors file; data only, never code."""
+    raw = Path(path).read_bytes()
+    tensors = _load_tensors(raw)
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size].decode("utf-8"))
+    metadata = header.get("__metadata__") or {}
+    return tensors, {str(k): str(v) for k, v in metadata.items()}
+
+
+def architecture(model: Module) -> list[dict[str, Any]]:
+    """Each layer as its registered name, the plugin that registered it, and the arguments
+    it was made with (its ``init_args``, which :class:`minidl.ModuleBase` records)."""
+    layers = list(getattr(model, "layers", [model]))
+    described = []
+    for i, layer in enumerate(layers):
+        where = describe_layer(model, i) if hasattr(model, "layers") else type(layer).__name__
+        name = registry.name_of("layer", type(layer))
+        if name is None:
+            raise ModelFileError(
+                f"cannot save the model: {where} is not a registered layer class; register "
+                "the class itself through register_layers so a file can name it"
+            )
+        init_args = getattr(layer, "init_args", None)
+        if init_args is None:
+            raise ModelFileError(
+                f"cannot save the model: {where} does not say how it was made; subclass "
+                "minidl.ModuleBase (it records its constructor arguments) or give the layer "
+                "init_args = (args, kwargs)"
+            )
+        args, kwargs = init_args
+        item = {
+            "name": name,
+            "plugin": registry.table("layer")[name].plugin,
+            "args": list(args),
+            "kwargs": {k: v for k, v in kwargs.items() if k not in _PLACEMENT},
+        }
+        try:
+            json.dumps(item)
+        except (TypeError, ValueError):
+            raise ModelFileError(
+                f"cannot save the model: {where} was made with arguments that are not JSON "
+                f"data ({args!r}, {kwargs!r}); a file records numbers, strings, lists and dicts"
+            ) from None
+        described.append(item)
+    return described
+
+
+def save_model(model: Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> None:
+    """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+    Any model of registered layers can be saved, however it was built."""
     params = model.parameters()
-    names = [
-        f"{i}.{j}" for i, layer in enumerate(model.layers) for j in range(len(layer.parameters()))
-    ]
-    tensors = {
-        n: p.data.detach().to("cpu").contiguous() for n, p in zip(names, params, strict=True)
-    }
-    architecture = {
+    document = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": str(params[0].data.dtype).removeprefix("torch.") if params else "float32",
-        "layers": [{"name": s.name, "args": s.args, "kwargs": s.kwargs} for s in model.spec],
+        "layers": architecture(model),
         "metadata": metadata or {},
     }
     try:  # before writing anything: a failure must not leave new weights beside old JSON
-        text = json.dumps(architecture, indent=2)
+        text = json.dumps(document, indent=2)
     except (TypeError, ValueError) as e:
-        raise ValueError(
-            f"model metadata must be JSON data (strings, numbers, lists, dicts): {e}"
-        ) from None
-    atomic_write(directory / WEIGHTS, save_tensors(tensors))
+        raise ModelFileError(f"model metadata must be JSON data: {e}") from None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / WEIGHTS, state_dict(model), {"format": FORMAT})
     atomic_write(directory / ARCHITECTURE, text)
 
 
 def read_architecture(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / ARCHITECTURE
+    if not Path(directory).is_dir():
+        raise ModelFileError(f"{directory}: no such directory")
     if not path.is_file():
         raise ModelFileError(f"{directory}: not a saved model (no {ARCHITECTURE})")
     if path.stat().st_size > _MAX_JSON:
         raise ModelFileError(f"{path}: too large for a model architecture")
     try:
-        architecture = json.loads(path.read_text(encoding="utf-8"))
+        document = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} file")
-    if architecture.get("version") != VERSION:
+    if document.get("version") != VERSION:
         raise ModelFileError(
-            f"{path}: format version {architecture.get('version')!r}; this minidl reads version {VERSION}"
+            f"{path}: format version {document.get('version')!r}; this minidl reads version {VERSION}"
         )
-    layers = architecture.get("layers")
+    layers = document.get("layers")
     if not isinstance(layers, list) or not all(
         isinstance(x, dict)
         and isinstance(x.get("name"), str)
@@ -118,216 +164,46 @@ def read_architecture(directory: str | Path) -> dict[str, Any]:
         for x in layers
     ):
         raise ModelFileError(f"{path}: 'layers' must be a list of {{name, args, kwargs}} objects")
-    return architecture
+    return document
 
 
-def _check_layers_known(directory: Path, architecture: dict[str, Any]) -> None:
-    """A layer no loaded plugin provides: name it, and the plugin the saving run took it from."""
-    known = set(registry.names("layer"))
-    missing = [x["name"] for x in architecture["layers"] if x["name"].lower() not in known]
-    if not missing:
-        return
-    name = missing[0]
-    metadata = architecture.get("metadata")
-    origins = metadata.get("plugins") if isinstance(metadata, dict) else None
-    plugin = origins.get(name) if isinstance(origins, dict) else None
-    if isinstance(plugin, str) and plugin:
-        how = f"it came from plugin {plugin!r}: install it, or load it with --layer-plugin {plugin}"
-    else:
-        how = "install it, or load it with --layer-plugin FILE.py"
-    raise ModelFileError(
-        f"{directory}: unknown layer {name!r}; is the plugin that provides it installed? {how} "
-        f"(available layers: {', '.join(sorted(known))})"
-    )
-
-
+@torch.no_grad()
 def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
-    """The saved model and its metadata. A layer that no loaded plugin registers is named
-    in the error, so the user knows which plugin to install."""
+    """The saved model, in eval mode, and its metadata. A layer that no loaded plugin
+    registers is named, with the plugin the model was saved with."""
     directory = Path(directory)
-    architecture = read_architecture(directory)
-    _check_layers_known(directory, architecture)
-    specs = [
-        LayerSpec(x["name"], x.get("args", []), x.get("kwargs", {})) for x in architecture["layers"]
-    ]
-    try:
-        model = build(specs, in_features=None)
-    except SpecError as e:
-        hint = " (is the plugin that provides it installed?)" if "unknown layer" in str(e) else ""
-        raise ModelFileError(f"{directory}: {e}{hint}") from None
-    dtype = getattr(torch, str(architecture.get("dtype", "float32")), None)
+    document = read_architecture(directory)
+    known = registry.table("layer")
+    layers = []
+    for item in document["layers"]:
+        if item["name"].lower() not in known:
+            plugin = item.get("plugin")
+            origin = f" (saved from plugin {plugin!r})" if isinstance(plugin, str) else ""
+            raise ModelFileError(
+                f"{directory}: layer {item['name']!r}{origin} is not registered; is the "
+                f"plugin that provides it installed and loaded? Available names: "
+                f"{', '.join(sorted(known))}"
+            )
+        try:
+            layers.append(create("layer", Spec(item["name"], item["args"], item["kwargs"])))
+        except SpecError as e:
+            raise ModelFileError(f"{directory}: {e}") from None
+    model = Sequential(*layers)
+    dtype = getattr(torch, str(document.get("dtype", "float32")), None)
     if not isinstance(dtype, torch.dtype):
-        raise ModelFileError(f"{directory}: unknown dtype {architecture.get('dtype')!r}")
-    model.to(dtype=dtype)
-    weights_path = directory / WEIGHTS
+        raise ModelFileError(f"{directory}: unknown dtype {document.get('dtype')!r}")
+    model.to(dtype)
+    path = directory / WEIGHTS
     try:
-        tensors = load_tensors(weights_path.read_bytes())
+        tensors, _ = load_tensors(path)
     except FileNotFoundError:
         raise ModelFileError(f"{directory}: no {WEIGHTS}") from None
     except Exception as e:
-        raise ModelFileError(f"{weights_path}: not a valid safetensors file ({e})") from None
-    names = [
-        f"{i}.{j}" for i, layer in enumerate(model.layers) for j in range(len(layer.parameters()))
-    ]
-    if set(names) != set(tensors):
-        raise ModelFileError(
-            f"{weights_path}: holds tensors {sorted(tensors)}, the architecture needs {names}"
-        )
-    for name, p in zip(names, model.parameters(), strict=True):
-        t = tensors[name]
-        if t.shape != p.shape:
-            raise ModelFileError(
-                f"{weights_path}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(p.shape)}"
-            )
-        p.data = t.to(p.data.dtype)
-    metadata = architecture.get("metadata", {})
+        raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from None
+    try:
+        load_state_dict(model, tensors)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    set_mode(model, False)
+    metadata = document.get("metadata", {})
     return model, metadata if isinstance(metadata, dict) else {}
-
-
-# --- checkpoints: what `train --out DIR --resume` continues from ---------------------------
-
-CHECKPOINT = "checkpoint.safetensors"
-CHECKPOINT_FORMAT = "minidl-checkpoint"
-
-
-@dataclass
-class Checkpoint:
-    """A training run after ``epoch`` epochs: weights, optimizer state, history, config."""
-
-    epoch: int
-    history: list[dict[str, Any]]
-    config: dict[str, Any]
-    weights: dict[str, torch.Tensor]
-    optimizer: dict[str, torch.Tensor | float | int]
-
-
-def _parameter_names(model: Module) -> list[str]:
-    layers = getattr(model, "layers", None)
-    if layers is None:
-        return [f"0.{j}" for j in range(len(model.parameters()))]
-    return [f"{i}.{j}" for i, layer in enumerate(layers) for j in range(len(layer.parameters()))]
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: Module,
-    optimizer: Optimizer,
-    *,
-    epoch: int,
-    history: list[dict[str, Any]],
-    config: dict[str, Any],
-) -> None:
-    """One file, written atomically: safetensors holding the weights and the optimizer's
-    tensors, with the epoch, history, config and the optimizer's numbers as JSON metadata.
-    The optimizer must have ``state_dict()`` (every :class:`minidl.FlatOptimizer` has)."""
-    state_dict = getattr(optimizer, "state_dict", None)
-    if not callable(state_dict):
-        raise ValueError(
-            f"optimizer {type(optimizer).__name__} has no state_dict(), so its run cannot be "
-            "checkpointed (subclass minidl.FlatOptimizer, or define state_dict and load_state_dict)"
-        )
-    tensors = {
-        f"model.{n}": p.data.detach().to("cpu").contiguous()
-        for n, p in zip(_parameter_names(model), model.parameters(), strict=True)
-    }
-    numbers: dict[str, float | int] = {}
-    for key, value in state_dict().items():
-        if isinstance(value, torch.Tensor):
-            tensors[f"optimizer.{key}"] = value.detach().to("cpu").contiguous()
-        else:
-            numbers[key] = value
-    try:
-        state = json.dumps(
-            {"epoch": epoch, "history": history, "config": config, "optimizer": numbers}
-        )  # NaN allowed: a diagnostic may be NaN while the loss is not
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"cannot checkpoint this run: its state is not JSON data ({e})") from None
-    metadata = {"format": CHECKPOINT_FORMAT, "version": str(VERSION), "state": state}
-    atomic_write(path, save_tensors(tensors, metadata))
-
-
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read a checkpoint written by :func:`save_checkpoint`: data only, never code."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such checkpoint") from None
-    except OSError as e:
-        raise ModelFileError(f"{path}: cannot read: {e.strerror or e}") from None
-    try:
-        tensors = load_tensors(raw)
-        metadata = _safetensors_metadata(raw)
-        if metadata.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"not a {CHECKPOINT_FORMAT} file")
-        if metadata.get("version") != str(VERSION):
-            raise ValueError(f"format version {metadata.get('version')!r}, expected {VERSION}")
-        state = json.loads(metadata["state"])
-        epoch, history, config = state["epoch"], state["history"], state["config"]
-        numbers = state["optimizer"]
-        if not (
-            isinstance(epoch, int)
-            and epoch >= 1
-            and isinstance(history, list)
-            and len(history) == epoch
-            and all(isinstance(r, dict) for r in history)
-            and isinstance(config, dict)
-            and isinstance(numbers, dict)
-            and all(isinstance(v, int | float) for v in numbers.values())
-        ):
-            raise ValueError("its epoch, history, config or optimizer state is malformed")
-    except Exception as e:
-        raise ModelFileError(f"{path}: not a valid checkpoint ({e})") from None
-    optimizer: dict[str, torch.Tensor | float | int] = dict(numbers)
-    weights = {}
-    for name, t in tensors.items():
-        if name.startswith("optimizer."):
-            optimizer[name.removeprefix("optimizer.")] = t
-        elif name.startswith("model."):
-            weights[name.removeprefix("model.")] = t
-    return Checkpoint(epoch, history, config, weights, optimizer)
-
-
-def _safetensors_metadata(raw: bytes) -> dict[str, str]:
-    if len(raw) < 8:
-        raise ValueError("truncated header")
-    size = int.from_bytes(raw[:8], "little")
-    if size > min(len(raw) - 8, _MAX_JSON):
-        raise ValueError("truncated header")
-    header = json.loads(raw[8 : 8 + size].decode("utf-8"))
-    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
-    if not isinstance(metadata, dict):
-        raise ValueError("malformed metadata")
-    return {str(k): str(v) for k, v in metadata.items()}
-
-
-def restore(checkpoint: Checkpoint, model: Module, optimizer: Optimizer) -> None:
-    """Put a checkpoint's weights and optimizer state into a freshly built model and optimizer."""
-    names = _parameter_names(model)
-    if set(names) != set(checkpoint.weights):
-        raise ModelFileError(
-            f"the checkpoint holds weights {sorted(checkpoint.weights)}, the model has {names}"
-        )
-    for name, p in zip(names, model.parameters(), strict=True):
-        t = checkpoint.weights[name]
-        if t.shape != p.shape:
-            raise ModelFileError(
-                f"the checkpoint's tensor {name} has shape {tuple(t.shape)}, the model's {tuple(p.shape)}"
-            )
-        p.data = t.to(dtype=p.data.dtype, device=p.data.device)
-    load_state_dict = getattr(optimizer, "load_state_dict", None)
-    if not callable(load_state_dict):
-        raise ValueError(f"optimizer {type(optimizer).__name__} has no load_state_dict()")
-    device = model.parameters()[0].data.device if model.parameters() else torch.device("cpu")
-    try:
-        load_state_dict(
-            {
-                k: v.to(device) if isinstance(v, torch.Tensor) else v
-                for k, v in checkpoint.optimizer.items()
-            }
-        )
-    except (KeyError, RuntimeError, ValueError, TypeError, AssertionError) as e:
-        raise ModelFileError(
-            f"the checkpoint's optimizer state does not fit {type(optimizer).__name__}: "
-            f"{type(e).__name__}: {e}"
-        ) from None

@@ -1,6 +1,13 @@
-"""An optional base class for layers: the protocol's three methods plus conveniences."""
+"""An optional base class for layers, and the torch-named helpers that work on any module.
+
+The helpers (:func:`named_parameters`, :func:`state_dict`, :func:`load_state_dict`,
+:func:`set_mode`, :func:`move`) accept any object of the :class:`minidl.Module` protocol,
+base class or not, so containers and model files treat every plugin's layer alike.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -8,12 +15,115 @@ from torch import Tensor
 from .parameter import Parameter
 
 
-class ModuleBase:
-    """Subclass it to get ``__call__``, ``zero_grad()``, ``to()`` and a readable repr.
+def _named(module: Any, items: list[Any], prefix: str) -> list[tuple[str, Any]]:
+    # torch's key is the attribute holding the tensor; a layer that keeps it elsewhere
+    # (in a list, say) still gets a stable key: its position.
+    attrs = {id(v): k for k, v in getattr(module, "__dict__", {}).items()}
+    return [(prefix + attrs.get(id(x), str(j)), x) for j, x in enumerate(items)]
 
-    Nothing requires it: :class:`minidl.Sequential` and the training loop accept any
-    object with ``forward``, ``backward`` and ``parameters``.
+
+def named_parameters(module: Any, prefix: str = "") -> list[tuple[str, Parameter]]:
+    own = getattr(module, "named_parameters", None)
+    if callable(own):
+        return list(own(prefix))
+    return _named(module, module.parameters(), prefix)
+
+
+def named_buffers(module: Any, prefix: str = "") -> list[tuple[str, Tensor]]:
+    own = getattr(module, "named_buffers", None)
+    if callable(own):
+        return list(own(prefix))
+    buffers = getattr(module, "buffers", None)
+    return _named(module, list(buffers()) if callable(buffers) else [], prefix)
+
+
+def state_dict(module: Any) -> dict[str, Tensor]:
+    """Parameters and buffers under torch's keys (``"0.weight"``); the tensors themselves."""
+    state = {name: p.data for name, p in named_parameters(module)}
+    state.update(named_buffers(module))
+    return state
+
+
+def load_state_dict(module: Any, state: dict[str, Tensor], strict: bool = True) -> None:
+    """Copy ``state`` into the module's own tensors, in place (views into an optimizer's
+    flat buffer stay views). Keys and shapes must match, as torch's ``strict=True`` asks."""
+    own = state_dict(module)
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"state_dict does not fit {type(module).__name__}: missing keys {missing}, "
+            f"unexpected keys {unexpected}"
+        )
+    for key, target in own.items():
+        if key not in state:
+            continue
+        value = state[key]
+        if value.shape != target.shape:
+            raise ValueError(
+                f"state_dict key {key!r} has shape {tuple(value.shape)}, the module's "
+                f"{tuple(target.shape)}"
+            )
+        target.copy_(value)
+
+
+def set_mode(module: Any, training: bool) -> None:
+    """``module.train(training)`` for a module that has modes; nothing for one that has none."""
+    train = getattr(module, "train", None)
+    if callable(train):
+        train(training)
+
+
+def parse_to(*args: Any, **kwargs: Any) -> tuple[torch.device | None, torch.dtype | None]:
+    """``to()``'s arguments as torch takes them: ``to(dtype)``, ``to(device)``,
+    ``to(device, dtype)``, ``to(tensor)`` or keywords."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, torch.dtype):
+            dtype = a
+        elif isinstance(a, Tensor):
+            device, dtype = a.device, a.dtype
+        elif isinstance(a, str | torch.device | int):
+            device = torch.device(a)
+        else:
+            raise TypeError(f"to() takes a device, a dtype or a tensor, got {a!r}")
+    return (None if device is None else torch.device(device)), dtype
+
+
+def move(module: Any, *args: Any, **kwargs: Any) -> None:
+    """``module.to(...)``, or for a module without ``to``, its parameters alone."""
+    to = getattr(module, "to", None)
+    if callable(to):
+        to(*args, **kwargs)
+        return
+    device, dtype = parse_to(*args, **kwargs)
+    for p in module.parameters():
+        p.to(device=device, dtype=dtype)
+
+
+class ModuleBase:
+    """Subclass it to get torch's conveniences: ``__call__``, ``parameters()`` and
+    ``named_parameters()`` found from the attributes, ``register_buffer``, ``buffers()``,
+    ``train()``/``eval()``, ``state_dict()``, ``to()`` and ``zero_grad()``.
+
+    It also remembers the arguments it was made with (:attr:`init_args`), which is what a
+    model file records to rebuild the layer. Nothing requires it: :class:`minidl.Sequential`
+    and the training loop accept any object with ``forward``, ``backward`` and ``parameters``.
     """
+
+    training: bool = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)
+        return self
+
+    @property
+    def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``(args, kwargs)`` such that ``type(self)(*args, **kwargs)`` rebuilds the layer."""
+        return self._init_args  # type: ignore[no-any-return]
 
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
@@ -21,21 +131,73 @@ class ModuleBase:
     def backward(self, grad_output: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not define backward()")
 
-    def parameters(self) -> list[Parameter]:
-        return []
-
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
+
+    def _children(self) -> list[tuple[str, ModuleBase]]:
+        return [(k, v) for k, v in vars(self).items() if isinstance(v, ModuleBase)]
+
+    def parameters(self) -> list[Parameter]:
+        found: list[Parameter] = []
+        for value in vars(self).values():
+            if isinstance(value, Parameter):
+                found.append(value)
+            elif isinstance(value, ModuleBase):
+                found.extend(value.parameters())
+        return found
+
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
+        names = {id(p): k for k, p in _named(self, self.parameters(), prefix)}
+        for child, module in self._children():
+            names.update((id(p), k) for k, p in module.named_parameters(f"{prefix}{child}."))
+        return [(names[id(p)], p) for p in self.parameters()]
+
+    def register_buffer(self, name: str, tensor: Tensor) -> None:
+        """Keep ``tensor`` as ``self.<name>``: state that is saved and moved, never trained."""
+        if "_buffer_names" not in vars(self):
+            self._buffer_names: list[str] = []
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        setattr(self, name, tensor)
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, Tensor]]:
+        found = [(prefix + n, getattr(self, n)) for n in vars(self).get("_buffer_names", [])]
+        for child, module in self._children():
+            found.extend(module.named_buffers(f"{prefix}{child}."))
+        return found
+
+    def buffers(self) -> list[Tensor]:
+        return [b for _, b in self.named_buffers()]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return state_dict(self)
+
+    def load_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        load_state_dict(self, state, strict)
+
+    def train(self, mode: bool = True) -> Any:
+        self.training = mode
+        for _, child in self._children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> Any:
+        return self.train(False)
 
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> ModuleBase:
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        """Move parameters and buffers; a dtype applies to floating buffers only."""
+        device, dtype = parse_to(*args, **kwargs)
         for p in self.parameters():
             p.to(device=device, dtype=dtype)
+        for name in vars(self).get("_buffer_names", []):
+            b = getattr(self, name)
+            setattr(self, name, b.to(device=device, dtype=dtype if b.is_floating_point() else None))
+        for _, child in self._children():
+            child.to(device=device, dtype=dtype)
         return self
 
     def extra_repr(self) -> str:

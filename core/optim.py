@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,9 +53,37 @@ class FlatOptimizer:
     def step(self) -> None:
         raise NotImplementedError
 
-    def state_dict(self) -> dict[str, Tensor | float | int]:
-        """Tensors and numbers that, loaded back, let training resume exactly."""
-        return {"lr": self.lr}
+    def state_dict(self) -> dict[str, Any]:
+        """Every number and tensor the optimizer holds (a subclass's too, with nothing to
+        write), but the parameters and gradients themselves, which belong to the model."""
+        return {
+            k: v.clone() if isinstance(v, Tensor) else v
+            for k, v in vars(self).items()
+            if _is_state(v) and not (isinstance(v, Tensor) and self._is_parameter_buffer(v))
+        }
 
-    def load_state_dict(self, state: dict[str, Tensor | float | int]) -> None:
-        self.lr = float(state["lr"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back a :meth:`state_dict`: tensors are copied into the existing ones, in place."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        if missing:
+            raise KeyError(f"{type(self).__name__} state lacks {', '.join(missing)}")
+        for k, value in state.items():
+            current = getattr(self, k, None)
+            if isinstance(current, Tensor) and isinstance(value, Tensor):
+                current.copy_(value)
+            elif k in own:
+                setattr(self, k, type(current)(value))  # JSON gives 1.0 back as 1
+            else:
+                setattr(self, k, value)
+
+    def _is_parameter_buffer(self, t: Tensor) -> bool:
+        ptr = t.untyped_storage().data_ptr()
+        return ptr in (
+            self.flat.data.untyped_storage().data_ptr(),
+            self.flat.grad.untyped_storage().data_ptr(),
+        )
+
+
+def _is_state(value: Any) -> bool:
+    return isinstance(value, Tensor | bool | int | float)

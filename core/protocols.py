@@ -1,9 +1,13 @@
-"""What a module, a loss and an optimizer are: three small protocols, no base class needed."""
+"""What a module, a loss and an optimizer are: three small protocols, no base class needed.
+
+Everything beyond the required methods is optional, looked up with ``getattr``, so a layer
+written for an older minidl keeps working. :class:`minidl.ModuleBase` and
+:class:`minidl.FlatOptimizer` implement the optional parts for their subclasses.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from torch import Tensor
 
@@ -14,12 +18,19 @@ from .parameter import Parameter
 class Module(Protocol):
     """Anything with these three methods is a layer or a network.
 
-    ``backward`` receives the gradient of the loss with respect to the output of the last
-    ``forward`` call, adds the gradients of its parameters into ``Parameter.grad`` (in
-    place) and returns the gradient with respect to that call's input.
+    ``forward`` takes a batch, batch dimension first: ``(N, ...)``. ``backward`` receives
+    the gradient of the loss with respect to the output of the last ``forward`` call, adds
+    its parameters' gradients into ``Parameter.grad`` (in place) and returns the gradient
+    with respect to that call's input.
 
-    A layer whose outputs lie in a closed range may say so as ``output_range = (low, high)``:
-    :func:`minidl.fit` then refuses targets outside it when the layer is the model's last.
+    Optional, with torch's names and meanings:
+
+    - ``training`` (bool) and ``train(mode=True)`` returning the module; ``eval()`` is
+      ``train(False)``. A layer without ``train`` has no modes.
+    - ``buffers()``: tensors that are state but are not trained (running statistics).
+      Saving, loading and resuming copy into these very tensors, in place.
+    - ``output_range = (low, high)``: the closed range of its outputs;
+      :func:`minidl.fit` refuses targets outside it when the layer is the model's last.
     """
 
     def forward(self, x: Tensor) -> Tensor: ...
@@ -33,10 +44,10 @@ class Module(Protocol):
 class Loss(Protocol):
     """``forward`` returns a 0-dim tensor; ``backward`` the gradient w.r.t. the prediction.
 
-    A loss may also define ``accuracy(prediction, target) -> float``; the training loop
-    uses it instead of :func:`minidl.accuracy` when present. It may define
-    ``check_target(target)``, raising ValueError for targets it cannot use (labels outside
-    [0, 1] for a cross-entropy): :func:`minidl.fit` calls it once, before training.
+    Optional: ``accuracy(prediction, target) -> float``, used instead of
+    :func:`minidl.accuracy`; ``check_target(target)`` raising ValueError for targets it
+    cannot use, called once before training; ``class_targets = True`` when it takes
+    ``(N,)`` int64 class indices (a CSV's last column of labels 0..k-1 then loads as such).
     """
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor: ...
@@ -46,9 +57,11 @@ class Loss(Protocol):
 
 @runtime_checkable
 class Optimizer(Protocol):
-    """Made as ``Factory(parameters, lr=..., **hyperparameters)``.
+    """Made as ``Factory(parameters, lr=..., **settings)``.
 
-    ``lr`` is a plain attribute so that learning-rate schedules can change it between steps.
+    ``lr`` is a plain attribute so that learning-rate schedules can change it between
+    steps. Optional: ``state_dict()`` and ``load_state_dict(state)`` (torch's names),
+    without which a run cannot be resumed.
     """
 
     lr: float
@@ -56,9 +69,3 @@ class Optimizer(Protocol):
     def step(self) -> None: ...
 
     def zero_grad(self) -> None: ...
-
-
-class OptimizerFactory(Protocol):
-    def __call__(
-        self, parameters: Iterable[Parameter], lr: float, **hyperparameters: Any
-    ) -> Optimizer: ...

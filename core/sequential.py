@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import torch
 from torch import Tensor
 
-from .module import ModuleBase
+from .module import ModuleBase, move, named_buffers, named_parameters, set_mode
 from .parameter import Parameter
 from .protocols import Module
-
-if TYPE_CHECKING:
-    from .spec import LayerSpec
 
 
 def check_module(obj: Any, where: str) -> None:
@@ -68,9 +64,6 @@ class Sequential(ModuleBase):
         self._backwards_parameters: tuple[Callable[[Tensor], Any], ...] = (
             (*reversed(backwards[1:]), first) if callable(first) else self._backwards
         )
-        #: How the model was built from registered layers (set by minidl.build_model);
-        #: saving a model needs it.
-        self.spec: list[LayerSpec] | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         for forward in self._forwards:
@@ -91,16 +84,21 @@ class Sequential(ModuleBase):
     def parameters(self) -> list[Parameter]:
         return [p for m in self.layers for p in m.parameters()]
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> Sequential:
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
+        return [x for i, m in enumerate(self.layers) for x in named_parameters(m, f"{prefix}{i}.")]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, Tensor]]:
+        return [x for i, m in enumerate(self.layers) for x in named_buffers(m, f"{prefix}{i}.")]
+
+    def train(self, mode: bool = True) -> Sequential:
+        self.training = mode
         for m in self.layers:
-            move = getattr(m, "to", None)
-            if callable(move):
-                move(device=device, dtype=dtype)
-            else:
-                for p in m.parameters():
-                    p.to(device=device, dtype=dtype)
+            set_mode(m, mode)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Sequential:
+        for m in self.layers:
+            move(m, *args, **kwargs)
         return self
 
     def __len__(self) -> int:

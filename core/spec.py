@@ -1,8 +1,10 @@
-"""Model specs: ``"linear(25), relu, linear(1), sigmoid"`` -> a Sequential of registered layers.
+"""Specs: ``"linear(25), relu, linear(1), sigmoid"`` for a model, ``"adam(eps=1e-6)"`` for
+any other registered factory: a name, optionally with literal arguments (its settings).
 
-Each item is a registered layer name, optionally with literal arguments. A layer whose
-factory's first parameter is ``in_features`` gets the current width as that argument, so
-sizes are never repeated; after each layer the width becomes its ``out_features`` if it has one.
+In a model spec, a layer whose factory's first parameter is ``in_features`` gets the size
+of the last dimension of its input, and one whose first is ``in_channels`` gets dimension
+1: the input's shape comes from a small probe batch run through the layers built so far,
+so sizes are never repeated.
 """
 
 from __future__ import annotations
@@ -14,14 +16,21 @@ import tokenize
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import registry
+import torch
+
 from .errors import SpecError, UnknownNameError
+from .module import set_mode
+from .registry import registry
 from .sequential import Sequential, check_module
+
+#: The first parameter names that a model spec fills in from the input's shape, and the
+#: dimension each takes.
+INFERRED = {"in_features": -1, "in_channels": 1}
 
 
 @dataclass
-class LayerSpec:
-    """One layer as registered name plus arguments; JSON-friendly, so models can be saved."""
+class Spec:
+    """One registered name plus arguments; JSON-friendly, so models can be saved."""
 
     name: str
     args: list[Any] = field(default_factory=list)
@@ -32,8 +41,8 @@ class LayerSpec:
         return f"{self.name}({', '.join(parts)})" if parts else self.name
 
 
-def parse(spec: str) -> list[LayerSpec]:
-    """Parse the compact syntax; errors point at the offending column."""
+def parse(spec: str, what: str = "model spec") -> list[Spec]:
+    """Parse a comma-separated list of items; errors point at the offending column."""
     try:
         tree = ast.parse(f"[{spec}]", mode="eval")
     except SyntaxError as e:
@@ -43,37 +52,37 @@ def parse(spec: str) -> list[LayerSpec]:
             gap = _missing_comma(spec, column)
             if gap is not None:
                 column, message = gap[0], f"invalid syntax: a comma is missing before {gap[1]!r}"
-        raise SpecError(_pointing(spec, column, message)) from None
+        raise SpecError(_pointing(what, spec, column, message)) from None
     assert isinstance(tree.body, ast.List)
     if not tree.body.elts:
-        raise SpecError("model spec is empty; example: 'linear(25), relu, linear(1), sigmoid'")
+        raise SpecError(f"{what} is empty; example: 'linear(25), relu, linear(1), sigmoid'")
     layers = []
     for node in tree.body.elts:
         if isinstance(node, ast.Name):
-            layers.append(LayerSpec(node.id.lower()))
+            layers.append(Spec(node.id.lower()))
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            args = [_literal(spec, a) for a in node.args]
+            args = [_literal(what, spec, a) for a in node.args]
             kwargs = {}
             for k in node.keywords:
                 if k.arg is None:
-                    raise SpecError(_pointing(spec, k.value.col_offset - 3, "'**' is not allowed"))
-                kwargs[k.arg] = _literal(spec, k.value)
-            layers.append(LayerSpec(node.func.id.lower(), args, kwargs))
+                    raise SpecError(_pointing(what, spec, k.value.col_offset - 3, "'**' is not allowed"))
+                kwargs[k.arg] = _literal(what, spec, k.value)
+            layers.append(Spec(node.func.id.lower(), args, kwargs))
         else:
             raise SpecError(
-                _pointing(spec, node.col_offset - 1, "expected a layer name or name(arguments)")
+                _pointing(what, spec, node.col_offset - 1, "expected a name or name(arguments)")
             )
     return layers
 
 
-def _literal(spec: str, node: ast.expr) -> Any:
+def _literal(what: str, spec: str, node: ast.expr) -> Any:
     try:
         return ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError):
-        message = "layer arguments must be literal numbers, strings, lists or dicts"
+        message = "arguments must be literal numbers, strings, lists or dicts"
         if isinstance(node, ast.Name):
             message += f"; quote strings: '{node.id}'"
-        raise SpecError(_pointing(spec, node.col_offset - 1, message)) from None
+        raise SpecError(_pointing(what, spec, node.col_offset - 1, message)) from None
 
 
 def _missing_comma(spec: str, start: int) -> tuple[int, str] | None:
@@ -105,58 +114,115 @@ def _syntax_message(msg: str) -> str:
     return msg if msg.startswith("invalid syntax") else f"invalid syntax ({msg})"
 
 
-def _pointing(spec: str, column: int, message: str) -> str:
-    return f"model spec: {message} at column {column + 1}:\n  {spec}\n  {' ' * column}^"
+def _pointing(what: str, spec: str, column: int, message: str) -> str:
+    return f"{what}: {message} at column {column + 1}:\n  {spec}\n  {' ' * column}^"
 
 
-def build(spec: str | list[LayerSpec], in_features: int | None) -> Sequential:
-    """Build a Sequential from a spec; the resolved spec is kept in ``model.spec``.
+def parse_one(spec: str | Spec, kind: str) -> Spec:
+    """One item: ``"adam"`` or ``"adam(eps=1e-6)"``."""
+    if isinstance(spec, Spec):
+        return spec
+    items = parse(spec, f"{kind} spec")
+    if len(items) != 1:
+        raise SpecError(f"{kind} spec {spec!r} names {len(items)} {kind}s; give one")
+    return items[0]
 
-    ``in_features=None`` builds a resolved spec (one from ``model.spec``) as it stands.
-    """
+
+def settings(factory: Any) -> dict[str, Any]:
+    """A factory's keyword settings and their defaults (``None`` for required ones), read
+    from its signature; the leading arguments that minidl passes itself are left out."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {
+        p.name: None if p.default is p.empty else p.default
+        for p in params
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.name not in ("parameters", "lr", "base_lr", "epochs", "seed", "weight", "bias")
+    }
+
+
+def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:
+    """Make the registered ``kind`` that ``spec`` names: ``factory(*leading, *spec.args,
+    **given, **spec.kwargs)``. A keyword the factory does not take is named, with the ones
+    it does take."""
+    item = parse_one(spec, kind)
+    try:
+        factory = registry.get(kind, item.name)
+    except UnknownNameError as e:
+        raise SpecError(e.message) from None
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None and not any(
+        p.kind is p.VAR_KEYWORD for p in signature.parameters.values()
+    ):
+        accepted = settings(factory)
+        for key in item.kwargs:
+            if key not in signature.parameters:
+                raise SpecError(
+                    f"{kind} {item.name!r} has no setting {key!r}; its settings: "
+                    f"{', '.join(accepted) or '(none)'}"
+                )
+    try:
+        return factory(*leading, *item.args, **{**given, **item.kwargs})
+    except (TypeError, ValueError, LookupError, OverflowError) as e:
+        raise SpecError(f"cannot make {kind} {item}: {e}") from None
+
+
+def build(spec: str | list[Spec], input_shape: tuple[int, ...] | None) -> Sequential:
+    """Build a Sequential from a model spec, inferring sizes from ``input_shape`` (one
+    example's shape, without the batch dimension); ``None`` builds the spec as it stands."""
     items = parse(spec) if isinstance(spec, str) else spec
-    infer, width = in_features is not None, in_features
-    layers, resolved = [], []
+    probe = None if input_shape is None else torch.zeros(2, *input_shape)
+    layers = []
     for i, item in enumerate(items):
+        where = f"model spec item {i + 1} ({item.name})"
         try:
             factory = registry.get("layer", item.name)
         except UnknownNameError as e:
+            raise SpecError(f"model spec item {i + 1}: {e.message}") from None
+        args = list(item.args)
+        first = _first_parameter(factory)
+        if probe is not None and first in INFERRED and first not in item.kwargs:
+            args.insert(0, probe.shape[INFERRED[first]] if probe.dim() > 1 else 1)
+        try:
+            layer = create("layer", Spec(item.name, args, item.kwargs))
+            check_module(layer, where)
+        except (SpecError, TypeError) as e:
             raise SpecError(f"model spec item {i + 1}: {e}") from None
-        args, kwargs = list(item.args), dict(item.kwargs)
-        if infer and _takes_in_features(factory) and "in_features" not in kwargs:
-            args.insert(0, width)
-        try:
-            layer = factory(*args, **kwargs)
-        except (TypeError, ValueError, LookupError, RuntimeError, OverflowError) as e:
-            raise SpecError(
-                f"model spec item {i + 1}: cannot build {LayerSpec(item.name, args, kwargs)}: {e}"
-            ) from None
-        try:
-            check_module(layer, f"model spec item {i + 1} ({item.name})")
-        except TypeError as e:  # a plugin's bug, reported like any other bad spec item
-            raise SpecError(str(e)) from None
-        width = getattr(layer, "out_features", width)
+        if not hasattr(layer, "init_args"):  # so that the model can be saved
+            try:
+                layer.init_args = (tuple(args), dict(item.kwargs))
+            except AttributeError:
+                pass
+        if probe is not None:
+            probe = _probe(layer, probe, where)
         layers.append(layer)
-        resolved.append(LayerSpec(item.name, args, kwargs))
-    model = Sequential(*layers)
-    model.spec = resolved
-    return model
+    return Sequential(*layers)
 
 
-def _takes_in_features(factory: Any) -> bool:
+def _probe(layer: Any, x: torch.Tensor, where: str) -> torch.Tensor:
+    """The layer's output for ``x`` in eval mode: no running statistic moves and no random
+    number is drawn."""
+    was = getattr(layer, "training", True)
+    set_mode(layer, False)
+    try:
+        return layer.forward(x)  # type: ignore[no-any-return]
+    except Exception as e:
+        raise SpecError(
+            f"{where} cannot take an input of shape {tuple(x.shape[1:])} (per example): "
+            f"{type(e).__name__}: {e}"
+        ) from None
+    finally:
+        set_mode(layer, was)
+
+
+def _first_parameter(factory: Any) -> str | None:
     try:
         params = list(inspect.signature(factory).parameters)
     except (TypeError, ValueError):
-        return False
-    return bool(params) and params[0] == "in_features"
-
-
-def mlp(
-    hidden: list[int], activation: str = "relu", outputs: int = 1, output: str = "sigmoid"
-) -> str:
-    """The seed's family of networks as a spec: ``mlp([25, 25, 25])`` is its 2-25-25-25-1 net."""
-    items = [f"linear({h}), {activation}" for h in hidden]
-    items.append(f"linear({outputs})")
-    if output:
-        items.append(output)
-    return ", ".join(items)
+        return None
+    return params[0] if params else None

@@ -1,4 +1,8 @@
-"""The training loop: epochs of shuffled mini-batches, evaluated after each epoch."""
+"""The training loop: epochs of shuffled mini-batches, evaluated after each epoch.
+
+Every function here runs under ``torch.no_grad()``: minidl computes gradients itself and
+never records a graph, but it leaves torch's global grad mode as it found it.
+"""
 
 from __future__ import annotations
 
@@ -11,44 +15,41 @@ from torch import Tensor
 
 from .checks import check_targets, checked_step
 from .data import Dataset
-from .distributed import DataParallel
 from .errors import DataError, DivergenceError, NonFiniteError
+from .module import set_mode
 from .protocols import Loss, Module, Optimizer
 
 #: A callback receives each epoch's record (it may add keys to it) and the model.
 Callback = Callable[[dict[str, Any], Module], None]
+#: ``batches(data, batch_size, generator)``: the (inputs, targets) of one epoch.
+Batches = Callable[[Dataset, int, torch.Generator], Iterable[tuple[Tensor, Tensor]]]
+
+
+def labels(values: Tensor) -> Tensor:
+    """Class labels, ``(N,)`` int64: class indices as they are, one column thresholded at
+    0.5, several columns by argmax."""
+    if values.dim() == 1:
+        return values if not values.is_floating_point() else (values > 0.5).long()
+    if values.shape[1] == 1:
+        return (values[:, 0] > 0.5).long()
+    return values.argmax(1)
 
 
 def accuracy(prediction: Tensor, target: Tensor) -> float:
-    """Fraction of correct labels: threshold 0.5 for one output, argmax for several."""
-    if prediction.shape[1] == 1:
-        correct = (prediction > 0.5) == (target > 0.5)
-    else:
-        correct = prediction.argmax(1) == target.argmax(1)
+    """Fraction of correct labels (see :func:`labels`); targets may be ``(N, k)`` or
+    ``(N,)`` class indices."""
+    outputs = prediction.shape[1] if prediction.dim() > 1 else 1
+    columns = target.shape[1] if target.dim() > 1 else None
+    if columns is not None and columns != outputs:
+        raise ValueError(
+            f"targets of shape {tuple(target.shape)} cannot score {outputs} output(s): give "
+            f"{outputs} target column(s), or class indices of shape (N,) as int64"
+        )
+    correct = labels(prediction) == labels(target)
     if correct.numel() == 0:
         return math.nan
-    # The float64 mean, computed as an exact count over n: a third of the time (the
-    # training loop evaluates after every epoch).
+    # An exact count over n: a third of the time of a float mean (fit calls this often).
     return int(torch.count_nonzero(correct)) / correct.numel()
-
-
-def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data``, in chunks to bound memory."""
-    score = getattr(loss, "accuracy", accuracy)
-    total_loss = total_correct = 0.0
-    n = data.x.shape[0]  # shape, not len(): Tensor.__len__ is Python code (fit calls this often)
-    for start in range(0, n, chunk):
-        # One chunk, the usual case, is the data itself: no slices to make.
-        x, y = (
-            (data.x, data.y)
-            if n <= chunk
-            else (data.x[start : start + chunk], data.y[start : start + chunk])
-        )
-        size = x.shape[0]
-        prediction = model.forward(x)
-        total_loss += float(loss.forward(prediction, y)) * size
-        total_correct += score(prediction, y) * size
-    return total_loss / n, total_correct / n
 
 
 def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
@@ -58,6 +59,49 @@ def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
     return params[0].data.dtype, params[0].data.device
 
 
+class _eval_mode:
+    """The model in eval mode for a block, then back in the mode it had."""
+
+    def __init__(self, model: Module) -> None:
+        self.model, self.was = model, getattr(model, "training", True)
+
+    def __enter__(self) -> None:
+        set_mode(self.model, False)
+
+    def __exit__(self, *exc: object) -> None:
+        set_mode(self.model, self.was)
+
+
+@torch.no_grad()
+def predict(model: Module, x: Tensor) -> Tensor:
+    """The model's outputs for inputs ``x`` in eval mode, moved to its dtype and device."""
+    dtype, device = model_dtype_device(model)
+    with _eval_mode(model):
+        return model.forward(x.to(device=device, dtype=dtype if x.is_floating_point() else None))
+
+
+@torch.no_grad()
+def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``data`` in eval mode, in chunks to bound memory."""
+    score = getattr(loss, "accuracy", accuracy)
+    total_loss = total_correct = 0.0
+    n = data.x.shape[0]  # shape, not len(): Tensor.__len__ is Python code (fit calls this often)
+    with _eval_mode(model):
+        for start in range(0, n, chunk):
+            # One chunk, the usual case, is the data itself: no slices to make.
+            x, y = (
+                (data.x, data.y)
+                if n <= chunk
+                else (data.x[start : start + chunk], data.y[start : start + chunk])
+            )
+            size = x.shape[0]
+            prediction = model.forward(x)
+            total_loss += float(loss.forward(prediction, y)) * size
+            total_correct += score(prediction, y) * size
+    return total_loss / n, total_correct / n
+
+
+@torch.no_grad()
 def fit(
     model: Module,
     loss: Loss,
@@ -72,13 +116,17 @@ def fit(
     evaluate_every_epoch: bool = True,
     callbacks: Iterable[Callback] = (),
     start_epoch: int = 1,
+    batches: Batches | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and return the history: one record per epoch with ``epoch``, ``lr``,
-    ``train_loss``, ``train_accuracy`` and, given ``test``, ``test_loss`` and ``test_accuracy``.
+    """Train in training mode and return the history: one record per epoch with
+    ``epoch``, ``lr``, ``train_loss``, ``train_accuracy`` and, given ``test``,
+    ``test_loss`` and ``test_accuracy``, evaluated in eval mode. The model is left in
+    eval mode.
 
     The data is moved to the model's dtype and device. Shuffling draws from a generator
-    seeded with ``seed``, so a run is reproducible. With a :class:`minidl.distributed.DataParallel`
-    as the optimizer, each rank trains on its slice of every batch. A NaN or infinite loss raises
+    seeded with ``seed``, so a run is reproducible; ``start_epoch`` continues a run as
+    the uninterrupted one would have. ``batches`` replaces :meth:`Dataset.batches` (a
+    data-parallel rank takes its slice of each). A NaN or infinite loss raises
     :class:`DivergenceError` naming the epoch and step.
     """
     if epochs < 1 or batch_size < 1:
@@ -90,12 +138,11 @@ def fit(
     train = train.to(device, dtype)
     test = test.to(device, dtype) if test is not None else None
     generator = torch.Generator().manual_seed(seed)
-    # Resuming at epoch k must shuffle as the uninterrupted run did.
-    for _ in range(start_epoch - 1):
+    for _ in range(start_epoch - 1):  # resuming at epoch k shuffles as the whole run did
         torch.randperm(len(train), generator=generator)
-    check_targets(model, loss, train, "training")
-    if test is not None:
-        check_targets(model, loss, test, "test")
+    for data, which in ((train, "training"), (test, "test")):
+        if data is not None:
+            check_targets(model, loss, data, which)
     callbacks = list(callbacks)
     history = []
     # Bound methods looked up once, not at every step. The data needs no gradient, so a
@@ -103,13 +150,13 @@ def fit(
     forward, backward = model.forward, getattr(model, "backward_parameters", model.backward)
     loss_forward, loss_backward = loss.forward, loss.backward
     zero_grad, optimizer_step = optimizer.zero_grad, optimizer.step
-    batches = optimizer.batches if isinstance(optimizer, DataParallel) else Dataset.batches
     first = True
     for epoch in range(start_epoch, epochs + 1):
         if schedule is not None:
             optimizer.lr = schedule(epoch)
+        set_mode(model, True)
         step_losses = []
-        for x, y in batches(train, batch_size, generator):
+        for x, y in (batches or Dataset.batches)(train, batch_size, generator):
             zero_grad()
             if first:  # the same computation, one layer at a time, every shape checked
                 step_losses.append(checked_step(model, loss, x, y))
@@ -118,27 +165,43 @@ def fit(
                 step_losses.append(loss_forward(forward(x), y))
                 backward(loss_backward())
             optimizer_step()
-        # One check per epoch, not a sync per step. (A data-parallel rank may have had no rows.)
-        losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
-        if not bool(torch.isfinite(losses).all()):
-            step = int((~torch.isfinite(losses)).nonzero()[0]) + 1
-            raise DivergenceError(epoch, step, optimizer.lr)
-        record: dict[str, Any] = {"epoch": epoch, "lr": optimizer.lr}
-        if evaluate_every_epoch or epoch == epochs:
-            record["train_loss"], record["train_accuracy"] = evaluate(model, loss, train)
-            if test is not None:
-                record["test_loss"], record["test_accuracy"] = evaluate(model, loss, test)
-        else:
-            record["train_loss"] = float(losses.mean())
-        if not math.isfinite(record["train_loss"]):
-            raise DivergenceError(epoch, len(step_losses), optimizer.lr)
-        if not math.isfinite(record.get("test_loss", 0.0)):
-            raise NonFiniteError(
-                f"the test loss is {record['test_loss']} after epoch {epoch}, while the training "
-                "loss is finite: the model's outputs overflow on the test inputs (far outside "
-                f"the training data's range? the largest |x| there is {float(test.x.abs().max()):g})"  # type: ignore[union-attr]
-            )
+        evaluated = evaluate_every_epoch or epoch == epochs
+        record = _epoch_record(model, loss, optimizer, train, test, epoch, step_losses, evaluated)
         for callback in callbacks:
             callback(record, model)
         history.append(record)
+    set_mode(model, False)
     return history
+
+
+def _epoch_record(
+    model: Module,
+    loss: Loss,
+    optimizer: Optimizer,
+    train: Dataset,
+    test: Dataset | None,
+    epoch: int,
+    step_losses: list[Tensor],
+    evaluated: bool,
+) -> dict[str, Any]:
+    # One finiteness check per epoch, not a sync per step. (A data-parallel rank may have
+    # had no rows.)
+    losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
+    if not bool(torch.isfinite(losses).all()):
+        raise DivergenceError(epoch, int((~torch.isfinite(losses)).nonzero()[0]) + 1, optimizer.lr)
+    record: dict[str, Any] = {"epoch": epoch, "lr": optimizer.lr}
+    if not evaluated:
+        record["train_loss"] = float(losses.mean())
+        return record
+    record["train_loss"], record["train_accuracy"] = evaluate(model, loss, train)
+    if not math.isfinite(record["train_loss"]):
+        raise DivergenceError(epoch, len(step_losses), optimizer.lr)
+    if test is not None:
+        record["test_loss"], record["test_accuracy"] = evaluate(model, loss, test)
+        if not math.isfinite(record["test_loss"]):
+            raise NonFiniteError(
+                f"the test loss is {record['test_loss']} after epoch {epoch}, while the training "
+                "loss is finite: the model's outputs overflow on the test inputs (far outside "
+                f"the training data's range? the largest |x| there is {float(test.x.abs().max()):g})"
+            )
+    return record

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from minidl import ModuleBase, Parameter, hookimpl, registry
+from minidl.module import parse_to
 
 # The activations' derivatives are the seed report's formulas, each written in the comment
 # above its backward. They are evaluated by ATen's fused elementwise kernels: plain tensor
@@ -29,7 +30,8 @@ class Linear(ModuleBase):
     """``y = x @ weight.T + bias``, shaped and initialised like ``torch.nn.Linear``.
 
     ``init`` names a registered initializer (``default``, ``xavier``, ``he``, ...) or is a
-    callable ``init(weight, bias, gain=...)``.
+    callable ``init(weight, bias, gain=...)``; with ``bias=False`` it gets an empty bias,
+    so it draws what ``torch.nn.Linear(..., bias=False)`` draws.
     """
 
     #: forward() and backward() return new tensors that the layer keeps no reference to, so
@@ -40,6 +42,7 @@ class Linear(ModuleBase):
         self,
         in_features: int,
         out_features: int,
+        bias: bool = True,
         *,
         init: str | Callable[..., None] = "default",
         gain: float | None = None,
@@ -53,10 +56,10 @@ class Linear(ModuleBase):
         self.weight = Parameter(
             torch.empty(out_features, in_features, dtype=dtype, device=device), "weight"
         )
-        self.bias = Parameter(torch.empty(out_features, dtype=dtype, device=device), "bias")
+        b = torch.empty(out_features if bias else 0, dtype=dtype, device=device)
         initializer = registry.get("initializer", init) if isinstance(init, str) else init
-        kwargs: dict[str, Any] = {} if gain is None else {"gain": gain}
-        initializer(self.weight.data, self.bias.data, **kwargs)
+        initializer(self.weight.data, b, **({} if gain is None else {"gain": gain}))
+        self.bias = Parameter(b, "bias") if bias else None
         self._input: Tensor | None = None
         # weight.data.t() is a view op costing as much as a small addmm's arithmetic: keep it,
         # and remake it only when the parameter's tensor is another object (.to(), flat buffer).
@@ -72,6 +75,8 @@ class Linear(ModuleBase):
         w = self.weight.data
         if w is not self._weight:
             self._weight, self._weight_t = w, w.t()
+        if self.bias is None:
+            return x.mm(self._weight_t)
         return torch.addmm(self.bias.data, x, self._weight_t)
 
     def backward_parameters(self, grad_output: Tensor) -> None:
@@ -82,6 +87,8 @@ class Linear(ModuleBase):
             raise RuntimeError("Linear.backward called before forward")
         g_t = grad_output.t()
         self.weight.grad.addmm_(g_t, x)
+        if self.bias is None:
+            return
         bias_grad = self.bias.grad
         ones, batch = self._ones, x.shape[0]  # not len(x): Tensor.__len__ is Python code
         if ones is None or bias_grad is not self._ones_for or ones.shape[0] != batch:
@@ -94,10 +101,11 @@ class Linear(ModuleBase):
         return grad_output.mm(self.weight.data)
 
     def parameters(self) -> list[Parameter]:
-        return [self.weight, self.bias]
+        return [self.weight] if self.bias is None else [self.weight, self.bias]
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"
+        bias = "" if self.bias is not None else ", bias=False"
+        return f"in_features={self.in_features}, out_features={self.out_features}{bias}"
 
 
 # Activations have in-place twins, forward_ and backward_, that overwrite their argument:
@@ -121,6 +129,11 @@ class ReLU(ModuleBase):
     def backward_(self, grad_output: Tensor) -> Tensor:
         return _threshold_backward_(grad_output, self._output, 0, grad_input=grad_output)
 
+    @staticmethod
+    def saturation(output: Tensor) -> float:
+        """The fraction of dead units: zero for every example, so they pass no gradient."""
+        return float((output.flatten(1) <= 0).all(0).to(torch.float64).mean())
+
 
 class Sigmoid(ModuleBase):
     output_range = (0.0, 1.0)  # targets outside it cannot be fitted (minidl.fit checks)
@@ -140,6 +153,11 @@ class Sigmoid(ModuleBase):
 
     def backward_(self, grad_output: Tensor) -> Tensor:
         return _sigmoid_backward_(grad_output, self._output, grad_input=grad_output)
+
+    @staticmethod
+    def saturation(output: Tensor, margin: float = 0.01) -> float:
+        """The fraction of outputs within ``margin`` of 0 or 1, where the slope is < margin."""
+        return float(((output < margin) | (output > 1 - margin)).to(torch.float64).mean())
 
 
 class Tanh(ModuleBase):
@@ -161,6 +179,11 @@ class Tanh(ModuleBase):
 
     def backward_(self, grad_output: Tensor) -> Tensor:
         return _tanh_backward_(grad_output, self._output, grad_input=grad_output)
+
+    @staticmethod
+    def saturation(output: Tensor, threshold: float = 0.99) -> float:
+        """The fraction of outputs with ``|out| > threshold``, where the slope is small."""
+        return float((output.abs() > threshold).to(torch.float64).mean())
 
 
 class Standardize(ModuleBase):
@@ -192,9 +215,8 @@ class Standardize(ModuleBase):
     def backward(self, grad_output: Tensor) -> Tensor:
         return grad_output / self.std
 
-    def to(
-        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
-    ) -> Standardize:
+    def to(self, *args: Any, **kwargs: Any) -> Standardize:
+        device, dtype = parse_to(*args, **kwargs)
         dtype = dtype or self.mean.dtype
         device = device or self.mean.device
         self.mean = torch.tensor(self._values[0], dtype=dtype, device=device)

@@ -1,4 +1,4 @@
-"""Mean squared error, the seed's loss."""
+"""Mean squared error, the seed's loss, and cross-entropy for classes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minidl import hookimpl
+from minidl import accuracy, hookimpl
 
 # Half and bfloat16 means are summed in float32 before rounding: for them, mean() it is.
 _EXACT_SUM = (torch.float32, torch.float64)
@@ -58,10 +58,64 @@ class MSE:
             raise RuntimeError("MSE.backward called before forward")
         return self._diff * self._scales(self._diff)[1]
 
+    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return self.forward(prediction, target)
+
     def __repr__(self) -> str:
         return "MSE()"
+
+
+class CrossEntropy:
+    """``torch.nn.functional.cross_entropy``: softmax of the logits ``(N, k)`` inside,
+    against class indices ``(N,)`` or probability rows ``(N, k)``, averaged over the batch."""
+
+    class_targets = True  # a CSV's column of labels 0..k-1 loads as (N,) class indices
+
+    def __init__(self) -> None:
+        self._softmax: Tensor | None = None
+        self._target: Tensor | None = None
+
+    def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
+        if prediction.dim() != 2 or target.shape not in (prediction.shape[:1], prediction.shape):
+            raise ValueError(
+                f"cross_entropy: logits of shape {tuple(prediction.shape)} need targets of "
+                f"shape ({prediction.shape[0]},) (class indices) or "
+                f"{tuple(prediction.shape)} (probabilities), got {tuple(target.shape)}"
+            )
+        # log_softmax with the row maximum taken out first, so no exp() overflows.
+        shifted = prediction - prediction.amax(1, keepdim=True)
+        log_softmax = shifted - shifted.exp().sum(1, keepdim=True).log()
+        self._softmax, self._target = log_softmax.exp(), target
+        if target.dim() == 1:
+            return -log_softmax.gather(1, target.unsqueeze(1)).mean()
+        return -(target * log_softmax).sum(1).mean()
+
+    def backward(self) -> Tensor:
+        p, target = self._softmax, self._target
+        if p is None or target is None:
+            raise RuntimeError("CrossEntropy.backward called before forward")
+        if target.dim() == 1:  # softmax - one_hot(target)
+            grad = p.scatter_add(1, target.unsqueeze(1), torch.full_like(p[:, :1], -1.0))
+        else:  # softmax * sum(target) - target, the rows' weights summing to 1 or not
+            grad = p * target.sum(1, keepdim=True) - target
+        return grad.div_(p.shape[0])
+
+    def accuracy(self, prediction: Tensor, target: Tensor) -> float:
+        """The fraction of rows whose largest logit is the target class."""
+        return accuracy(prediction, target)
+
+    def check_target(self, target: Tensor) -> None:
+        if target.dim() == 1 and len(target) and int(target.min()) < 0:
+            raise ValueError(f"class indices must be >= 0, got {int(target.min())}")
+
+    def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
+        return self.forward(prediction, target)
+
+    def __repr__(self) -> str:
+        return "CrossEntropy()"
 
 
 @hookimpl
 def register_losses(register: Callable[[str, Any], None]) -> None:
     register("mse", MSE)
+    register("cross_entropy", CrossEntropy)

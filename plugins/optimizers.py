@@ -80,17 +80,6 @@ class Adam(FlatOptimizer):
         denom = torch.sqrt(self.v, out=self._denom).div_(bias2_sqrt).add_(eps_t)
         data.addcdiv_(self.m, denom, value=-self.lr / bias1)
 
-    def state_dict(self) -> dict[str, Tensor | float | int]:
-        return {"lr": self.lr, "steps": self.steps, "m": self.m.clone(), "v": self.v.clone()}
-
-    def load_state_dict(self, state: dict[str, Tensor | float | int]) -> None:
-        super().load_state_dict(state)
-        self.steps = int(state["steps"])
-        for name in ("m", "v"):
-            value = state[name]
-            assert isinstance(value, Tensor)
-            getattr(self, name).copy_(value)
-
     def __repr__(self) -> str:
         return f"Adam(lr={self.lr:g}, betas=({self.beta1:g}, {self.beta2:g}), eps={self.eps:g})"
 
