@@ -1,18 +1,14 @@
-"""The ``minidl-run`` command line: a click group and its commands, one module each."""
+"""The application on top of minidl: experiment runs, checkpoints, diagnostics,
+data-parallel launching, sweeps and tuning, and the ``minidl-run`` command.
 
-from __future__ import annotations
+Everything the command line does, code can do::
 
-from .group import cli, main
-from .plugins import plugins
-from .predict import predict
-from .sweep import sweep
-from .train import train
-from .tune import tune
+    from minidl.cli import TrainConfig, run
+    result = run(TrainConfig(activation="tanh", optimizer="sgd", lr=0.5, epochs=5))
+"""
 
-cli.add_command(train)
-cli.add_command(sweep)
-cli.add_command(predict)
-cli.add_command(plugins)
-cli.add_command(tune)
+from .app import cli, main
+from .diagnostics import Diagnostics
+from .experiment import RunResult, TrainConfig, run
 
-__all__ = ["cli", "main"]
+__all__ = ["Diagnostics", "RunResult", "TrainConfig", "cli", "main", "run"]

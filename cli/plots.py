@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from minidl import Dataset, Sequential
-from minidl.experiment import DISC_CENTRE, DISC_RADIUS, labels, predict
+from minidl import Dataset, Sequential, labels, predict
 from minidl.io import atomic_write
+from minidl.plugins.datasets import CENTRE, RADIUS
 
 MISSING = "note: matplotlib is not installed, so no plots were drawn (pip install 'minidl[plot]')"
 
@@ -44,7 +44,7 @@ def curves(history: Sequence[dict[str, Any]], directory: Path, title: str) -> No
     """loss.png and accuracy.png: train and test per epoch (the report's Figs. 1 and 2)."""
     epochs = [r["epoch"] for r in history]
     for key, label, name in (
-        ("loss", "MSE loss", "loss.png"),
+        ("loss", "loss", "loss.png"),
         ("accuracy", "accuracy", "accuracy.png"),
     ):
         figure = _figure()
@@ -114,8 +114,8 @@ def decision_boundary(
 
         ax.add_patch(
             Circle(
-                DISC_CENTRE,
-                DISC_RADIUS,
+                CENTRE,
+                RADIUS,
                 fill=False,
                 ls="--",
                 color="black",
@@ -178,7 +178,7 @@ def diagnostics(
     runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path, title: str
 ) -> None:
     """Per epoch: each linear layer's gradient norm and each activation layer's saturation
-    and spread (see minidl.diagnostics), for one or more runs: one colour per layer, one
+    and spread (see minidl.cli.diagnostics), for one or more runs: one colour per layer, one
     line style per run."""
     from matplotlib.lines import Line2D
 

@@ -114,6 +114,7 @@ class ModuleBase:
     """
 
     training: bool = True
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
         self = super().__new__(cls)
@@ -123,7 +124,7 @@ class ModuleBase:
     @property
     def init_args(self) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``(args, kwargs)`` such that ``type(self)(*args, **kwargs)`` rebuilds the layer."""
-        return self._init_args  # type: ignore[no-any-return]
+        return self._init_args
 
     def forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")

@@ -72,7 +72,7 @@ class FlatOptimizer:
             current = getattr(self, k, None)
             if isinstance(current, Tensor) and isinstance(value, Tensor):
                 current.copy_(value)
-            elif k in own:
+            elif isinstance(current, bool | int | float):
                 setattr(self, k, type(current)(value))  # JSON gives 1.0 back as 1
             else:
                 setattr(self, k, value)

@@ -14,6 +14,7 @@ import difflib
 import importlib
 import importlib.util
 import inspect
+import operator
 import os
 import re
 import sys
@@ -72,17 +73,19 @@ def describe(e: BaseException, filename: str | None = None) -> str:
             close = difflib.get_close_matches(hook, [*KINDS.values(), "register_commands"], 1)
             return f"unknown hook {hook!r}" + (f"; did you mean {close[0]!r}?" if close else "")
         return "; ".join(line.strip() for line in lines[1:] if line.strip())
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if not f.filename.startswith("<")]
     frames = [
         f
-        for f in frames
-        if (f.filename == filename if filename else f"{os.sep}importlib{os.sep}" not in f.filename)
+        for f in traceback.extract_tb(e.__traceback__)
+        if (
+            f.filename == filename
+            if filename
+            else f.filename[:1] != "<" and f"{os.sep}importlib{os.sep}" not in f.filename
+        )
     ]
     where = ""
     if frames:
-        f = frames[-1]
-        place = "" if filename else f"{'/'.join(Path(f.filename).parts[-2:])}, "
-        where = f" ({place}line {f.lineno})"
+        place = "" if filename else "/".join(Path(frames[-1].filename).parts[-2:]) + ", "
+        where = f" ({place}line {frames[-1].lineno})"
     return f"{type(e).__name__}: {' '.join(str(e).split()) or '(no message)'}{where}"
 
 
@@ -112,8 +115,9 @@ class Registry(pluggy.PluginManager):
             warnings.warn(message, PluginWarning, stacklevel=4)
 
     @contextmanager
-    def _isolated(self, name: str, doing: str, strict: bool = False) -> Iterator[None]:
-        """Anything the plugin raises, ``SystemExit`` included, breaks it alone."""
+    def guard(self, name: str, doing: str, strict: bool = False) -> Iterator[None]:
+        """Run a plugin's code: anything it raises, ``SystemExit`` included, breaks that
+        plugin alone (with ``strict``, or for a built-in, it raises PluginError)."""
         try:
             yield
         except (Exception, SystemExit) as e:
@@ -129,7 +133,7 @@ class Registry(pluggy.PluginManager):
     def add(self, plugin: object, name: str, source: str, strict: bool = False) -> None:
         """Register one plugin object, checking its hooks; a bad one is broken."""
         self.sources.setdefault(name, source)
-        with self._isolated(name, "in", strict):
+        with self.guard(name, "in", strict):
             self.register(plugin, name=name)
             self.check_pending()
 
@@ -153,7 +157,7 @@ class Registry(pluggy.PluginManager):
         if self.has_plugin(name) or self.is_blocked(name) or name in self.errors:
             return
         self.sources.setdefault(name, source)
-        with self._isolated(name, "importing", strict):
+        with self.guard(name, "importing", strict):
             self.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
             self.check_pending()
 
@@ -168,7 +172,7 @@ class Registry(pluggy.PluginManager):
         if spec.endswith(".py") or os.sep in spec or "/" in spec:
             name = str(Path(spec).expanduser().resolve())
             if not self.has_plugin(name):
-                with self._isolated(name, "importing", strict=True):
+                with self.guard(name, "importing", strict=True):
                     module = _import_file(Path(name))
                 self.add(module, name, "file", strict=True)
         elif spec in entry_points(group=ENTRY_POINT_GROUP).names:
@@ -179,10 +183,10 @@ class Registry(pluggy.PluginManager):
             if name in self.errors and not self.has_plugin(name):
                 raise PluginError(self.errors[name])
         else:
-            name = spec
+            with self.guard(spec, "importing", strict=True):
+                module = _import_module(spec, sorted(self._installed()))
+            name = self.get_name(module) or spec  # an installed plugin, named by its module
             if not self.has_plugin(name):
-                with self._isolated(name, "importing", strict=True):
-                    module = _import_module(spec, sorted(self._installed()))
                 self.add(module, name, "module", strict=True)
         self.tables()  # run its hooks now, so that one that raises is reported at once
         return name
@@ -208,22 +212,15 @@ class Registry(pluggy.PluginManager):
     def _installed(self) -> set[str]:
         return set(entry_points(group=ENTRY_POINT_GROUP).names) - self._builtins()
 
-    def call_each(self, hookname: str, **kwargs: Any) -> None:
-        """Call each plugin's implementation of a hook on its own, in registration order,
-        so that one that raises breaks only its plugin."""
-        self.load_plugins()
-        for impl in getattr(self.hook, hookname).get_hookimpls():
-            if self.has_plugin(impl.plugin_name):
-                with self._isolated(impl.plugin_name, f"in hook {hookname} of"):
-                    impl.function(*[kwargs[a] for a in impl.argnames])
-
     def tables(self) -> dict[str, dict[str, Entry]]:
         """kind -> name -> Entry, rebuilt whenever the set of registered plugins changes."""
         self.load_plugins()
         while True:
             key = [p for _, p in self.list_name_plugin() if p is not None]
             cached_key, cached = self._tables
-            if cached and len(key) == len(cached_key) and all(map(_same, key, cached_key)):
+            # The objects, not their ids: ids of dead objects get reused.
+            same = len(key) == len(cached_key) and all(map(operator.is_, key, cached_key))
+            if cached and same:
                 return cached
             tables = self._collect()
             if tables is not None:
@@ -236,7 +233,7 @@ class Registry(pluggy.PluginManager):
             found = tables[kind] = {}
             for impl in getattr(self.hook, hookname).get_hookimpls():
                 mine: dict[str, Callable[..., Any]] = {}
-                with self._isolated(impl.plugin_name, f"in hook {hookname} of"):
+                with self.guard(impl.plugin_name, f"in hook {hookname} of"):
                     impl.function(*[{"register": _registrar(kind, mine)}[a] for a in impl.argnames])
                 if not self.has_plugin(impl.plugin_name):
                     return None  # it broke: collect again without it
@@ -273,41 +270,6 @@ class Registry(pluggy.PluginManager):
         """The name under which ``factory`` (a layer's class, say) is registered."""
         return next((n for n, e in self.table(kind).items() if e.factory is factory), None)
 
-    def plugins(self) -> list[dict[str, Any]]:
-        """One record per plugin, loaded or broken: ``name``, ``source``, ``distribution``,
-        ``version``, ``hooks``, ``registers`` (kind -> names), ``conflicts`` and ``error``."""
-        tables = self.tables()
-        dists = {self.get_name(p): d for p, d in self.list_plugin_distinfo()}
-        records = []
-        for name, plugin in self.list_name_plugin():
-            if plugin is None:
-                continue  # blocked
-            mine = {
-                kind: sorted(n for n, e in table.items() if name in (e.plugin, *e.rivals))
-                for kind, table in tables.items()
-            }
-            dist = dists.get(name)
-            records.append(
-                {
-                    "name": name,
-                    "source": self.sources.get(name, "module"),
-                    "distribution": dist.project_name if dist else "",
-                    "version": dist.version if dist else "",
-                    "hooks": sorted(h.name for h in self.get_hookcallers(plugin) or []),
-                    "registers": {k: v for k, v in mine.items() if v},
-                    "conflicts": [
-                        f"{k} {n}" for k, v in mine.items() for n in v if tables[k][n].rivals
-                    ],
-                    "error": "",
-                }
-            )
-        for name, error in self.errors.items():
-            if not self.has_plugin(name):
-                records.append(
-                    {"name": name, "source": self.sources.get(name, ""), "error": error}
-                )
-        return records
-
     def reset(self) -> None:
         """Forget every plugin, block and error: as if freshly imported (for tests)."""
         for name, plugin in self.list_name_plugin():
@@ -320,10 +282,6 @@ class Registry(pluggy.PluginManager):
         self.sources.clear()
         self._warned.clear()
         self._loaded = False
-
-
-def _same(a: object, b: object) -> bool:
-    return a is b  # the objects, not ids: ids of dead objects get reused
 
 
 def _registrar(kind: str, mine: dict[str, Callable[..., Any]]) -> Callable[..., None]:

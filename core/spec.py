@@ -128,19 +128,38 @@ def parse_one(spec: str | Spec, kind: str) -> Spec:
     return items[0]
 
 
-def settings(factory: Any) -> dict[str, Any]:
-    """A factory's keyword settings and their defaults (``None`` for required ones), read
-    from its signature; the leading arguments that minidl passes itself are left out."""
+#: What minidl passes a factory of each kind itself, before a spec's settings: how many
+#: leading positional arguments, and which keywords.
+PASSED = {"optimizer": (1, ("lr",)), "schedule": (2, ()), "initializer": (2, ()), "dataset": (0, ("seed",))}
+
+
+def settings(factory: Any, kind: str = "") -> dict[str, Any]:
+    """A factory's settings and their defaults (``None`` for required ones), read from its
+    signature, without the arguments that minidl passes itself (see :data:`PASSED`)."""
     try:
-        params = inspect.signature(factory).parameters.values()
+        params = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
         return {}
+    skip, passed = PASSED.get(kind, (0, ()))
     return {
         p.name: None if p.default is p.empty else p.default
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        and p.name not in ("parameters", "lr", "base_lr", "epochs", "seed", "weight", "bias")
+        for p in params[skip:]
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in passed
     }
+
+
+def check_settings(kind: str, item: Spec, factory: Any) -> None:
+    """Refuse a keyword the factory does not take, naming the ones it does."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    for key in item.kwargs:
+        if key not in params:
+            accepted = ", ".join(settings(factory, kind)) or "(none)"
+            raise SpecError(f"{kind} {item.name!r} has no setting {key!r}; its settings: {accepted}")
 
 
 def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:
@@ -152,20 +171,7 @@ def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:
         factory = registry.get(kind, item.name)
     except UnknownNameError as e:
         raise SpecError(e.message) from None
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        signature = None
-    if signature is not None and not any(
-        p.kind is p.VAR_KEYWORD for p in signature.parameters.values()
-    ):
-        accepted = settings(factory)
-        for key in item.kwargs:
-            if key not in signature.parameters:
-                raise SpecError(
-                    f"{kind} {item.name!r} has no setting {key!r}; its settings: "
-                    f"{', '.join(accepted) or '(none)'}"
-                )
+    check_settings(kind, item, factory)
     try:
         return factory(*leading, *item.args, **{**given, **item.kwargs})
     except (TypeError, ValueError, LookupError, OverflowError) as e:

@@ -1,8 +1,20 @@
-"""The built-in plugins: they register through the same hooks as any third-party plugin."""
+"""minidl's built-in plugins: they register through the same hooks, and load through the
+same entry points, as any third-party plugin."""
 
 from .datasets import disc_dataset
 from .layers import Linear, ReLU, Sigmoid, Standardize, Tanh
-from .losses import MSE
+from .losses import MSE, CrossEntropy
 from .optimizers import SGD, Adam
 
-__all__ = ["Linear", "ReLU", "Sigmoid", "Tanh", "Standardize", "MSE", "SGD", "Adam", "disc_dataset"]
+__all__ = [
+    "Adam",
+    "CrossEntropy",
+    "Linear",
+    "MSE",
+    "ReLU",
+    "SGD",
+    "Sigmoid",
+    "Standardize",
+    "Tanh",
+    "disc_dataset",
+]

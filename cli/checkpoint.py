@@ -1,0 +1,173 @@
+"""Saving a run as it trains, so that it can be resumed to the result it would have had.
+
+A checkpoint is one safetensors file: the model's ``state_dict()`` (parameters and
+buffers), the optimizer's and a stateful schedule's ``state_dict()``, and as JSON metadata
+the epoch, the history and the config. A run is resumable when its optimizer has
+``state_dict``/``load_state_dict`` (every :class:`minidl.FlatOptimizer` has them, its
+subclasses' state included) and its schedule is a plain function of the epoch or has them
+too; :func:`not_resumable` says why a run is not.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from minidl import ModelFileError, Module, Optimizer
+from minidl.io import load_tensors, save_tensors
+from minidl.module import load_state_dict, state_dict
+
+from .experiment import TrainConfig
+
+CHECKPOINT = "checkpoint.safetensors"
+FORMAT, VERSION = "minidl-checkpoint", "2"
+#: Settings that may differ between a run and its resumption: the same run, moved.
+MOVABLE = ("device",)
+
+
+@dataclass
+class Checkpoint:
+    """A training run after ``epoch`` epochs."""
+
+    epoch: int
+    history: list[dict[str, Any]]
+    config: dict[str, Any]
+    states: dict[str, dict[str, Any]]  # "model", "optimizer", "schedule" -> state_dict
+
+
+def not_resumable(optimizer: Any, schedule: Any) -> str | None:
+    """Why a run with this optimizer and schedule cannot be saved and resumed, or None."""
+    for what, obj in (("optimizer", optimizer), ("schedule", schedule)):
+        if what == "schedule" and inspect.isfunction(obj):
+            continue  # a function of the epoch alone holds no state
+        if not all(callable(getattr(obj, m, None)) for m in ("state_dict", "load_state_dict")):
+            return (
+                f"{what} {type(obj).__name__} cannot save its state (it has no state_dict() "
+                "and load_state_dict()), so its run cannot be resumed"
+            )
+    return None
+
+
+def save_checkpoint(
+    path: str | Path, objects: dict[str, Any], *, epoch: int, history: list[Any], config: dict[str, Any]
+) -> None:
+    """``objects``: "model", "optimizer" and maybe "schedule", each saved by its state_dict."""
+    tensors: dict[str, torch.Tensor] = {}
+    numbers: dict[str, dict[str, Any]] = {}
+    for part, obj in objects.items():
+        state = state_dict(obj) if part == "model" else obj.state_dict()
+        numbers[part] = {}
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{part}.{key}"] = value
+            else:
+                numbers[part][key] = value
+    document = {"epoch": epoch, "history": history, "config": config, "numbers": numbers}
+    try:  # NaN allowed: a diagnostic may be NaN while the loss is not
+        state = json.dumps(document)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"cannot checkpoint this run: its state is not JSON data ({e})") from None
+    save_tensors(path, tensors, {"format": FORMAT, "version": VERSION, "state": state})
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`: data only, never code."""
+    try:
+        tensors, metadata = load_tensors(path)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such checkpoint") from None
+    except Exception as e:
+        raise ModelFileError(f"{path}: not a valid checkpoint ({e})") from None
+    try:
+        if (metadata.get("format"), metadata.get("version")) != (FORMAT, VERSION):
+            raise ValueError(f"not a {FORMAT} file of version {VERSION}")
+        state = json.loads(metadata["state"])
+        epoch, history = state["epoch"], state["history"]
+        if not (isinstance(epoch, int) and epoch >= 1 and len(history) == epoch):
+            raise ValueError("its epoch and history disagree")
+        states = {part: dict(numbers) for part, numbers in state["numbers"].items()}
+    except Exception as e:
+        raise ModelFileError(f"{path}: not a valid checkpoint ({e})") from None
+    for name, t in tensors.items():
+        part, key = name.split(".", 1)
+        states.setdefault(part, {})[key] = t
+    return Checkpoint(epoch, history, state["config"], states)
+
+
+def restore(
+    checkpoint: Checkpoint, config: TrainConfig, model: Module, optimizer: Optimizer, schedule: Any
+) -> list[dict[str, Any]]:
+    """Put a checkpoint of a run of ``config`` into its freshly built parts; its history."""
+    current = config.as_dict()
+    differ = [
+        f"{k} {checkpoint.config.get(k)!r} there, {v!r} here"
+        for k, v in current.items()
+        if k not in MOVABLE and json.dumps(checkpoint.config.get(k)) != json.dumps(v)
+    ]
+    if differ:
+        raise ValueError(f"the checkpoint is of a run with other settings: {'; '.join(differ)}")
+    reason = not_resumable(optimizer, schedule)
+    if reason:
+        raise ValueError(reason)
+    device = model.parameters()[0].data.device if model.parameters() else torch.device("cpu")
+    try:
+        load_state_dict(model, checkpoint.states["model"])
+        for part, obj in (("optimizer", optimizer), ("schedule", schedule)):
+            if part in checkpoint.states and not inspect.isfunction(obj):
+                state = checkpoint.states[part]
+                obj.load_state_dict(
+                    {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+                )
+    except (KeyError, ValueError, RuntimeError, TypeError) as e:
+        raise ModelFileError(f"the checkpoint does not fit this run: {type(e).__name__}: {e}") from None
+    return list(checkpoint.history)
+
+
+class Checkpointer:
+    """A :func:`minidl.fit` callback that saves the run to ``path`` after the first epoch
+    and then at most every ``every_s`` seconds: at most a second of training lost to an
+    interruption, and no quadratic cost from rewriting a long history each epoch. Put it
+    last among the callbacks, so the records it saves are complete."""
+
+    #: the default interval, for all runs (tests set it to 0: a checkpoint every epoch)
+    every_s = 1.0
+
+    def __init__(
+        self,
+        path: str | Path,
+        model: Module,
+        optimizer: Optimizer,
+        schedule: Any,
+        config: TrainConfig,
+        history: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        every_s: float | None = None,
+    ) -> None:
+        self.path, self.config = Path(path), config.as_dict()
+        self.objects = {"model": model, "optimizer": optimizer}
+        if not inspect.isfunction(schedule):
+            self.objects["schedule"] = schedule
+        self.history = list(history)
+        self.every_s = Checkpointer.every_s if every_s is None else every_s
+        self._last = -math.inf
+        self.epoch = len(self.history)  # of the last checkpoint written (0: none yet)
+
+    def __call__(self, record: dict[str, Any], model: Module) -> None:
+        self.history.append(record)
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self.save()
+            self._last = now
+
+    def save(self) -> None:
+        epoch = int(self.history[-1]["epoch"])
+        save_checkpoint(
+            self.path, self.objects, epoch=epoch, history=self.history, config=self.config
+        )
+        self.epoch = epoch

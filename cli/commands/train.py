@@ -1,0 +1,231 @@
+"""``minidl-run train``: one training run, its numbers, and optionally its files."""
+
+from __future__ import annotations
+
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+
+import minidl
+
+from ..app import ARGS, plugin_specs
+from ..checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, not_resumable
+from ..experiment import RunResult, TrainConfig, make_schedule, run, setup, summary
+from ..options import config_from, given, out_dir, training_options
+from ..output import echo_json, percent, progress, table
+from ..results import is_disc, save_run, wrong_examples
+from ..signals import Interrupted
+
+
+@click.command()
+@training_options(out="Write the results, the model and plots into this directory, and "
+                  "checkpoint the run there as it trains (see --resume).")
+@click.option(
+    "--diagnostics/--no-diagnostics",
+    default=None,
+    help="Record each layer's gradient norm and each activation's saturation and spread per "
+    "epoch, in the history and as diagnostics.png  [default: on with --out]",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Train data-parallel in N local processes (gloo on CPU, NCCL on CUDA). Under "
+    "torchrun, leave it out: the ranks come from the environment.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted run whose --out DIR is given, from its last checkpoint, to "
+    "the result it would have had. Its options come from the checkpoint; any given must agree.",
+)
+@click.option(
+    "--show-misclassified",
+    is_flag=True,
+    help="List the misclassified test examples (for the disc, with their distance to its "
+    "centre, as in the report's Fig. 3).",
+)
+@click.pass_context
+def train(ctx: click.Context, **options: Any) -> None:
+    """Train one network and report its accuracy and error.
+
+    By default this is the seed report's experiment; every option changes one thing.
+    """
+    config = config_from(ctx, options)
+    if options["diagnostics"] is None and options["out"]:
+        config = config.replace(diagnostics=True)
+    resume = resumed(ctx, config, options["out"]) if options["resume"] else None
+    if resume is not None:
+        config = TrainConfig(**resume.config)
+    job = (config, options["out"], options["as_json"], options["show_misclassified"], resume)
+    import os  # TEMPORARY until cli/distributed.py lands
+
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 or options["nproc"] > 1:
+        from .. import distributed
+    if options["nproc"] > 1 and world_size == 1:
+        try:
+            distributed.launch(train_rank, options["nproc"], (plugin_specs(ctx), *job))
+        except Interrupted as e:
+            e.hint = hint(options["out"])
+            raise
+        return
+    if world_size > 1:  # a rank of torchrun's
+        train_rank(plugin_specs(ctx), *job)
+    else:
+        execute(*job)
+
+
+def train_rank(plugins: list[str], config: TrainConfig, *rest: Any) -> None:
+    """One rank of a data-parallel job: every rank trains; rank 0 alone prints and writes."""
+    from .. import distributed
+
+    for spec in plugins:
+        minidl.registry.load(spec)
+    rank, _, _ = distributed.world_from_env()
+    config = config.replace(device=distributed.init_from_env(config.device))
+    try:
+        if rank == 0:
+            execute(config, *rest, data_parallel=True)
+        else:
+            run(config, data_parallel=True, resume=rest[-1])
+    finally:
+        distributed.shutdown()
+
+
+def resumed(ctx: click.Context, config: TrainConfig, out: str | None) -> Checkpoint:
+    """The checkpoint of the interrupted run in ``out``; the options given on this command
+    line must agree with the run's, and the run must be one that can be resumed."""
+    if not out:
+        raise click.UsageError("--resume needs --out DIR, the directory of the interrupted run", ctx)
+    _, _, optimizer, _, _ = setup(config)
+    reason = not_resumable(optimizer, make_schedule(config))
+    if reason:
+        raise click.BadParameter(reason, param_hint="'--resume'")
+    path = Path(out) / CHECKPOINT
+    if not path.is_file():
+        finished = " (the run there finished)" if (Path(out) / "metrics.json").is_file() else ""
+        raise click.BadParameter(
+            f"no checkpoint to resume from in {out}{finished}: a run with --out DIR saves "
+            f"DIR/{CHECKPOINT} as it trains and removes it once its results are written",
+            param_hint="'--resume'",
+        )
+    checkpoint = load_checkpoint(path)
+    fields = TrainConfig.__dataclass_fields__
+    unknown = sorted(set(checkpoint.config) - set(fields))
+    if unknown:
+        raise click.BadParameter(f"{path}: written by another minidl (unknown settings {', '.join(unknown)})", param_hint="'--resume'")
+    saved = TrainConfig(**checkpoint.config)
+    differ = [
+        f"--{name.replace('_', '-')} {getattr(saved, name)!r} there, {getattr(config, name)!r} here"
+        for name in fields
+        if given(ctx, name) and getattr(saved, name) != getattr(config, name)
+    ]
+    if differ:
+        raise click.BadParameter(
+            f"the run in {out} had other options: {'; '.join(differ)} (leave them out to "
+            "resume it as it was)",
+            param_hint="'--resume'",
+        )
+    return checkpoint
+
+
+def hint(out: str | None) -> str:
+    """How to continue an interrupted run: this command line with --resume."""
+    if not out or not (Path(out) / CHECKPOINT).exists():
+        return ""
+    ctx = click.get_current_context(silent=True)
+    args = list(ctx.find_root().meta.get(ARGS, [])) if ctx else []
+    return f"continue from the checkpoint with: {shlex.join(['minidl-run', *args, *(['--resume'] if '--resume' not in args else [])])}"
+
+
+def execute(
+    config: TrainConfig,
+    out: str | None = None,
+    as_json: bool = False,
+    show_misclassified: bool = False,
+    resume: Checkpoint | None = None,
+    data_parallel: bool = False,
+) -> RunResult:
+    """Train as ``config`` says, then print and write what the options ask for."""
+    directory = out_dir(out) if out else None
+    checkpoint = directory / CHECKPOINT if directory is not None else None
+    if checkpoint is not None and resume is None and checkpoint.exists():
+        warnings.warn(
+            f"{out} holds the checkpoint of an unfinished run; starting a new run over it "
+            "(to continue that one instead: add --resume)",
+            UserWarning,
+            stacklevel=1,
+        )
+        checkpoint.unlink()
+    if resume is not None:
+        click.echo(f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True)
+    with progress(config.epochs, "training") as update:
+        try:
+            result = run(
+                config,
+                [lambda record, model: update(record["epoch"])],
+                checkpoint=checkpoint,
+                resume=resume,
+                data_parallel=data_parallel,
+            )
+        except Interrupted as e:
+            e.hint = hint(out)
+            raise
+    wrong = wrong_examples(result)
+    files = save_run(directory, result, wrong) if directory is not None else []
+    if as_json:
+        document = summary(result)
+        document["history"] = result.history
+        if show_misclassified:
+            document["misclassified"] = wrong
+        if directory is not None:
+            document["files"] = files
+        echo_json(document)
+    else:
+        print_summary(result)
+        if show_misclassified:
+            print_misclassified(wrong, len(result.test), is_disc(result))
+        if directory is not None:
+            click.echo(f"wrote {', '.join(files)} to {directory}")
+    return result
+
+
+def print_summary(result: RunResult) -> None:
+    s = summary(result)
+    for split in ("train", "test"):
+        click.echo(
+            f"{split:<5} accuracy {percent(s[f'{split}_accuracy'])}%  error "
+            f"{percent(s[f'{split}_error'])}%  loss {s[f'{split}_loss']:.4f}  "
+            f"({s[f'{split}_points']} points)"
+        )
+
+
+def print_misclassified(records: list[dict[str, Any]], total: int, disc: bool) -> None:
+    click.echo(f"misclassified test examples: {len(records)} of {total}")
+    if not records:
+        return
+    header = ["#", "input", "output", "predicted", "actual"]
+    header += ["distance to centre", "inside"] if disc else []
+    rows = []
+    for n, r in enumerate(records, 1):
+        row = [
+            str(n),
+            "(" + ", ".join(f"{v:.4f}" for v in r["input"][:4]) + (", ...)" if len(r["input"]) > 4 else ")"),
+            ", ".join(f"{v:.3f}" for v in r["output"][:4]) + (", ..." if len(r["output"]) > 4 else ""),
+            str(r["predicted"]),
+            str(r["actual"]),
+        ]
+        if disc:
+            row += [f"{r['distance']:.4f}", "yes" if r["inside"] else "no"]
+        rows.append(row)
+    click.echo(table(header, rows))
+
+
+@minidl.hookimpl
+def register_commands(cli: click.Group) -> None:
+    cli.add_command(train)

@@ -1,0 +1,284 @@
+"""One training run from a plain configuration: what ``minidl-run train`` does, as code.
+
+A :class:`TrainConfig` names everything by spec (``optimizer="adam(eps=1e-6)"``), so a
+plugin's settings work here exactly as the built-ins' do, from the command line, a TOML
+file, a sweep or a tuning search.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import minidl
+from minidl import Dataset, Loss, Optimizer, Sequential, Spec
+from minidl.spec import parse, parse_one, settings
+from minidl.train import Callback
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass
+class TrainConfig:
+    """Every choice of a run. Defaults are the seed's experiment (Adam, ReLU, 2-25-25-25-1).
+
+    ``dataset``, ``loss``, ``optimizer``, ``schedule`` and ``init`` are specs: a registered
+    name, optionally with settings. ``beta1``, ``beta2`` and ``eps`` are shorthands for
+    Adam's settings.
+    """
+
+    dataset: str = "disc"
+    data: str | None = None  # a CSV file instead of a registered dataset
+    test_data: str | None = None
+    n_train: int | None = None  # passed to the dataset only when given
+    n_test: int | None = None
+    model: str | None = None  # a model spec; without one, an MLP of hidden and activation
+    hidden: list[int] = field(default_factory=lambda: [25, 25, 25])
+    activation: str = "relu"
+    init: str = "default"
+    gain: float | None = None
+    standardize: bool = False
+    loss: str = "mse"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    schedule: str = "constant"
+    epochs: int = 100
+    batch_size: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+    # Hold out this fraction of the training examples and evaluate on it instead of the
+    # test set, which is then never read: what hyperparameter search must do.
+    validation: float = 0.0
+    diagnostics: bool = False  # record gradient norms and saturation per epoch
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class RunResult:
+    config: TrainConfig
+    model: Sequential
+    loss: Loss
+    optimizer: Optimizer
+    train: Dataset
+    test: Dataset
+    history: list[dict[str, Any]]
+
+    @property
+    def train_accuracy(self) -> float:
+        return float(self.history[-1]["train_accuracy"])
+
+    @property
+    def test_accuracy(self) -> float:
+        return float(self.history[-1]["test_accuracy"])
+
+
+def mlp(hidden: list[int], activation: str, outputs: int, output: str = "sigmoid") -> str:
+    """The seed's family of networks as a spec: ``mlp([25, 25, 25], "relu", 1)`` is its
+    2-25-25-25-1 network with a sigmoid output."""
+    items = [f"linear({h}), {activation}" for h in hidden] + [f"linear({outputs})"]
+    return ", ".join(items + ([output] if output else []))
+
+
+def make_loss(config: TrainConfig) -> Loss:
+    return minidl.create("loss", config.loss)  # type: ignore[no-any-return]
+
+
+def load_data(config: TrainConfig, loss: Loss | None = None) -> tuple[Dataset, Dataset]:
+    """The training and test sets; with ``config.validation``, the training set's two parts
+    (a test file is then not even read). A CSV's last column of integer labels becomes
+    class indices when the loss takes them."""
+    classes = getattr(loss or make_loss(config), "class_targets", False) is True
+    if config.data is not None:
+        train = minidl.load_csv(config.data, classes=classes)
+        if config.test_data is None:  # hold out a fifth, the same rows for a given seed
+            train, test = train.split(0.8, torch.Generator().manual_seed(config.seed))
+        elif config.validation:
+            test = train
+        else:
+            test = minidl.load_csv(config.test_data, classes=classes)
+    else:
+        sizes = {k: v for k, v in (("n_train", config.n_train), ("n_test", config.n_test)) if v}
+        train, test = minidl.create("dataset", config.dataset, seed=config.seed, **sizes)
+    if not config.validation:
+        return train, test
+    if not 0 < config.validation < 1:
+        raise ValueError(f"validation must be a fraction in (0, 1), got {config.validation}")
+    # Seeded apart from the CSV hold-out above, so the two splits are not the same draw.
+    generator = torch.Generator().manual_seed(config.seed + 7919)
+    return train.split(1 - config.validation, generator)
+
+
+def model_spec(config: TrainConfig, train: Dataset) -> str:
+    """The model spec this config builds for this data, before any standardisation."""
+    if config.model:
+        return config.model
+    if train.y.dim() == 1:  # class indices: one logit per class, no output activation
+        return mlp(config.hidden, config.activation, int(train.y.max()) + 1, output="")
+    return mlp(config.hidden, config.activation, train.y.shape[1])
+
+
+def build_model(config: TrainConfig, train: Dataset) -> Sequential:
+    specs = parse(model_spec(config, train))
+    for s in specs:
+        accepted = settings(minidl.registry.get("layer", s.name), "layer")
+        if config.init != "default" and "init" in accepted:
+            s.kwargs.setdefault("init", config.init)
+        if config.gain is not None and "gain" in accepted:
+            s.kwargs.setdefault("gain", config.gain)
+    if config.standardize:
+        std = train.x.std(0, unbiased=False)
+        std = torch.where(std > 0, std, torch.ones_like(std))
+        specs.insert(0, Spec("standardize", [train.x.mean(0).tolist(), std.tolist()]))
+    return minidl.build(specs, tuple(train.x.shape[1:]))
+
+
+def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    shorthands: dict[str, Any] = {}
+    if config.beta1 is not None or config.beta2 is not None:
+        shorthands["betas"] = (
+            0.9 if config.beta1 is None else config.beta1,
+            0.999 if config.beta2 is None else config.beta2,
+        )
+    if config.eps is not None:
+        shorthands["eps"] = config.eps
+    name = parse_one(config.optimizer, "optimizer").name
+    accepted = settings(minidl.registry.get("optimizer", name), "optimizer")
+    unused = [k for k in shorthands if k not in accepted]
+    if unused:
+        flags = ", ".join("beta1/beta2" if k == "betas" else k for k in unused)
+        raise minidl.SpecError(f"optimizer {config.optimizer!r} takes no {flags}")
+    return minidl.create(  # type: ignore[no-any-return]
+        "optimizer", config.optimizer, model.parameters(), lr=config.lr, **shorthands
+    )
+
+
+def make_schedule(config: TrainConfig) -> Callable[[int], float]:
+    return minidl.create("schedule", config.schedule, config.lr, config.epochs)  # type: ignore[no-any-return]
+
+
+def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Dataset]:
+    """Data, model, loss and optimizer for a config, seeded so runs are reproducible."""
+    if config.dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {config.dtype!r}; available: {', '.join(DTYPES)}")
+    loss = make_loss(config)
+    train, test = load_data(config, loss)
+    torch.manual_seed(config.seed)  # weight initialisation draws from the global generator
+    model = build_model(config, train)
+    model.to(config.device, DTYPES[config.dtype])
+    return model, loss, make_optimizer(config, model), train, test
+
+
+def run(
+    config: TrainConfig | None = None,
+    callbacks: Iterable[Callback] = (),
+    *,
+    checkpoint: str | Path | None = None,
+    resume: Any = None,
+    data_parallel: bool = False,
+    **changes: Any,
+) -> RunResult:
+    """Train as ``config`` (the seed's experiment by default, with ``changes`` applied) says.
+
+    ``checkpoint`` names a file to save the run to as it goes, and ``resume`` continues
+    such a run (a :class:`minidl.cli.checkpoint.Checkpoint`) to the result it would have
+    had (see :mod:`minidl.cli.checkpoint`). ``data_parallel=True`` trains as one rank of
+    the initialised torch.distributed process group (:mod:`minidl.cli.distributed`).
+    """
+    from . import checkpoint as saving
+    from .diagnostics import Diagnostics
+
+    config = (config or TrainConfig()).replace(**changes)
+    model, loss, optimizer, train, test = setup(config)
+    schedule = make_schedule(config)
+    callbacks = list(callbacks)
+    if config.diagnostics:
+        callbacks.insert(0, Diagnostics(train, loss))
+    done = [] if resume is None else saving.restore(resume, config, model, optimizer, schedule)
+    reason = saving.not_resumable(optimizer, schedule)
+    if checkpoint is not None and reason:
+        warnings.warn(f"{reason}: the run is not checkpointed", UserWarning, stacklevel=2)
+    elif checkpoint is not None:  # last, so the records it saves are complete
+        saver = saving.Checkpointer(checkpoint, model, optimizer, schedule, config, done)
+        callbacks.append(saver)
+    batches = None
+    if data_parallel:
+        from .distributed import DataParallel
+
+        optimizer = DataParallel(optimizer, model)
+        batches = optimizer.batches
+    history = done + minidl.fit(
+        model,
+        loss,
+        optimizer,
+        train,
+        test,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        schedule=schedule,
+        callbacks=callbacks,
+        start_epoch=len(done) + 1,
+        batches=batches,
+    )
+    optimizer = getattr(optimizer, "optimizer", optimizer)
+    return RunResult(config, model, loss, optimizer, train, test, history)
+
+
+def used_config(result: RunResult) -> dict[str, Any]:
+    """The config as it was used: ``model`` is the spec that was built, and ``hidden`` and
+    ``activation`` are kept only when they made it."""
+    config = result.config.as_dict()
+    config["model"] = model_spec(result.config, result.train)
+    if result.config.model:
+        config["hidden"] = config["activation"] = None
+    return config
+
+
+def summary(result: RunResult) -> dict[str, Any]:
+    """The final epoch's numbers (accuracies as fractions, errors = 1 - accuracy) and the
+    config that was used."""
+    last = result.history[-1]
+    return {
+        "train_accuracy": result.train_accuracy,
+        "test_accuracy": result.test_accuracy,
+        "train_error": 1 - result.train_accuracy,
+        "test_error": 1 - result.test_accuracy,
+        "train_loss": last["train_loss"],
+        "test_loss": last["test_loss"],
+        "epochs": len(result.history),
+        "train_points": len(result.train),
+        "test_points": len(result.test),
+        "config": used_config(result),
+    }
+
+
+def misclassified(model: Sequential, data: Dataset) -> list[dict[str, Any]]:
+    """The examples of ``data`` the model gets wrong (in eval mode): index, input, output,
+    predicted and actual label."""
+    output = minidl.predict(model, data.x)
+    predicted, actual = minidl.labels(output).cpu(), minidl.labels(data.y).cpu()
+    return [
+        {
+            "index": i,
+            "input": [float(v) for v in data.x[i].flatten().tolist()],
+            "output": [float(v) for v in output[i].flatten().tolist()],
+            "predicted": int(predicted[i]),
+            "actual": int(actual[i]),
+        }
+        for i in (predicted != actual).nonzero().flatten().tolist()
+    ]
