@@ -147,7 +147,7 @@ def read_architecture(directory: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: too large for a model architecture")
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise ModelFileError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} file")
@@ -184,13 +184,16 @@ def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
                 f"plugin that provides it installed and loaded? Available names: "
                 f"{', '.join(sorted(known))}"
             )
+        # Placement is not the file's to say: the dtype is recorded once, and the model
+        # starts on the CPU.
+        kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k not in _PLACEMENT}
         try:
-            layers.append(create("layer", Spec(item["name"], item["args"], item["kwargs"])))
+            layers.append(create("layer", Spec(item["name"], item.get("args", []), kwargs)))
         except SpecError as e:
             raise ModelFileError(f"{directory}: {e}") from None
     model = Sequential(*layers)
     dtype = getattr(torch, str(document.get("dtype", "float32")), None)
-    if not isinstance(dtype, torch.dtype):
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ModelFileError(f"{directory}: unknown dtype {document.get('dtype')!r}")
     model.to(dtype)
     path = directory / WEIGHTS

@@ -117,6 +117,8 @@ class ModuleBase:
     _init_args: tuple[tuple[Any, ...], dict[str, Any]]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        if (args or kwargs) and cls.__init__ is object.__init__:  # as object() would say
+            raise TypeError(f"{cls.__name__}() takes no arguments")
         self = super().__new__(cls)
         self._init_args = (args, kwargs)
         return self
@@ -139,12 +141,10 @@ class ModuleBase:
         return [(k, v) for k, v in vars(self).items() if isinstance(v, ModuleBase)]
 
     def parameters(self) -> list[Parameter]:
-        found: list[Parameter] = []
-        for value in vars(self).values():
-            if isinstance(value, Parameter):
-                found.append(value)
-            elif isinstance(value, ModuleBase):
-                found.extend(value.parameters())
+        # torch's order: the module's own parameters first, then each child's.
+        found = [v for v in vars(self).values() if isinstance(v, Parameter)]
+        for _, child in self._children():
+            found.extend(child.parameters())
         return found
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:

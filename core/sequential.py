@@ -108,5 +108,8 @@ class Sequential(ModuleBase):
         return self.layers[i]
 
     def __repr__(self) -> str:
-        inner = "".join(f"\n  ({i}): {m!r}" for i, m in enumerate(self.layers))
+        # Nested modules indented, as torch prints them.
+        inner = "".join(
+            f"\n  ({i}): " + repr(m).replace("\n", "\n  ") for i, m in enumerate(self.layers)
+        )
         return f"Sequential({inner}\n)"

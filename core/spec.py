@@ -53,9 +53,14 @@ def parse(spec: str, what: str = "model spec") -> list[Spec]:
             if gap is not None:
                 column, message = gap[0], f"invalid syntax: a comma is missing before {gap[1]!r}"
         raise SpecError(_pointing(what, spec, column, message)) from None
-    assert isinstance(tree.body, ast.List)
+    if not isinstance(tree.body, ast.List):  # a "]" in the spec closed ours: "][0"
+        column = _unmatched_close(spec)
+        raise SpecError(_pointing(what, spec, column, f"invalid syntax: unmatched {spec[column]!r}"))
     if not tree.body.elts:
-        raise SpecError(f"{what} is empty; example: 'linear(25), relu, linear(1), sigmoid'")
+        example = (
+            "linear(25), relu, linear(1), sigmoid" if what == "model spec" else "name(key=value)"
+        )
+        raise SpecError(f"{what} is empty; example: '{example}'")
     layers = []
     for node in tree.body.elts:
         if isinstance(node, ast.Name):
@@ -83,6 +88,16 @@ def _literal(what: str, spec: str, node: ast.expr) -> Any:
         if isinstance(node, ast.Name):
             message += f"; quote strings: '{node.id}'"
         raise SpecError(_pointing(what, spec, node.col_offset - 1, message)) from None
+
+
+def _unmatched_close(spec: str) -> int:
+    """The column of the first closing bracket with no opening one before it."""
+    depth = 0
+    for column, char in enumerate(spec):
+        depth += (char in "([{") - (char in ")]}")
+        if depth < 0:
+            return column
+    return 0
 
 
 def _missing_comma(spec: str, start: int) -> tuple[int, str] | None:
@@ -174,7 +189,8 @@ def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:
     check_settings(kind, item, factory)
     try:
         return factory(*leading, *item.args, **{**given, **item.kwargs})
-    except (TypeError, ValueError, LookupError, OverflowError) as e:
+    except (TypeError, ValueError, LookupError, OverflowError, RuntimeError) as e:
+        # RuntimeError: torch's, say a weight too large to allocate
         raise SpecError(f"cannot make {kind} {item}: {e}") from None
 
 

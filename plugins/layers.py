@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minidl import ModuleBase, Parameter, hookimpl, registry
+from minidl import ModuleBase, Parameter, create, hookimpl
 from minidl.module import parse_to
 
 # The activations' derivatives are the seed report's formulas, each written in the comment
@@ -29,7 +29,7 @@ _tanh_backward_ = torch.ops.aten.tanh_backward.grad_input
 class Linear(ModuleBase):
     """``y = x @ weight.T + bias``, shaped and initialised like ``torch.nn.Linear``.
 
-    ``init`` names a registered initializer (``default``, ``xavier``, ``he``, ...) or is a
+    ``init`` is a registered initializer's spec (``default``, ``xavier``, ``he(gain=2.0)``) or a
     callable ``init(weight, bias, gain=...)``; with ``bias=False`` it gets an empty bias,
     so it draws what ``torch.nn.Linear(..., bias=False)`` draws.
     """
@@ -52,13 +52,18 @@ class Linear(ModuleBase):
         for label, n in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ValueError(f"Linear {label} must be a positive integer, got {n!r}")
+        if not isinstance(bias, bool):  # linear(4, 5) in a spec is not a bias
+            raise ValueError(f"Linear bias must be True or False, got {bias!r}")
         self.in_features, self.out_features = in_features, out_features
         self.weight = Parameter(
             torch.empty(out_features, in_features, dtype=dtype, device=device), "weight"
         )
         b = torch.empty(out_features if bias else 0, dtype=dtype, device=device)
-        initializer = registry.get("initializer", init) if isinstance(init, str) else init
-        initializer(self.weight.data, b, **({} if gain is None else {"gain": gain}))
+        gains = {} if gain is None else {"gain": gain}
+        if isinstance(init, str):  # a spec: a name, optionally with settings, he(gain=2.0)
+            create("initializer", init, self.weight.data, b, **gains)
+        else:
+            init(self.weight.data, b, **gains)
         self.bias = Parameter(b, "bias") if bias else None
         self._input: Tensor | None = None
         # weight.data.t() is a view op costing as much as a small addmm's arithmetic: keep it,

@@ -82,12 +82,24 @@ class CrossEntropy:
                 f"shape ({prediction.shape[0]},) (class indices) or "
                 f"{tuple(prediction.shape)} (probabilities), got {tuple(target.shape)}"
             )
+        if target.dim() == 1 and (target.is_floating_point() or target.is_complex()):
+            raise ValueError(
+                f"cross_entropy: targets of shape {tuple(target.shape)} are class indices and "
+                f"must be integers (int64), got {target.dtype}"
+            )
         # log_softmax with the row maximum taken out first, so no exp() overflows.
         shifted = prediction - prediction.amax(1, keepdim=True)
         log_softmax = shifted - shifted.exp().sum(1, keepdim=True).log()
         self._softmax, self._target = log_softmax.exp(), target
         if target.dim() == 1:
-            return -log_softmax.gather(1, target.unsqueeze(1)).mean()
+            try:
+                return -log_softmax.gather(1, target.unsqueeze(1)).mean()
+            except RuntimeError:  # an index out of range: say which, in the loss's words
+                raise ValueError(
+                    f"cross_entropy: class index {int(target.max())} is out of range for "
+                    f"{prediction.shape[1]} logits (classes 0 to {prediction.shape[1] - 1}): "
+                    "give the model one output per class"
+                ) from None
         return -(target * log_softmax).sum(1).mean()
 
     def backward(self) -> Tensor:

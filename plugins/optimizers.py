@@ -46,6 +46,12 @@ class Adam(FlatOptimizer):
         check_hyperparameter("beta2", beta2, 0.0, 1.0)
         check_hyperparameter("eps", eps, 0.0)
         check_hyperparameter("weight_decay", weight_decay, 0.0)
+        largest = torch.finfo(self.data.dtype).max
+        if lr / (1 - beta1) > largest:  # the first step scales by lr / (1 - beta1)
+            raise ValueError(
+                f"lr must be at most {largest * (1 - beta1):g} for adam with beta1={beta1:g} on "
+                f"{str(self.data.dtype).removeprefix('torch.')} parameters, got {lr!r}"
+            )
         self.beta1, self.beta2, self.eps, self.weight_decay = beta1, beta2, eps, weight_decay
         self.steps = 0
         self.m = torch.zeros_like(self.data)

@@ -1,9 +1,5 @@
-"""The Module protocol: anything with forward, backward and parameters is a module.
-
-``Scale`` below is a third-party layer with no base class and a trainable parameter; it
-must work in Sequential, in minidl.fit and, once registered by a plugin, in model specs
-and minidl.run.
-"""
+"""Sequential: any object with forward, backward and parameters is a module; the in-place fast
+paths and backward_parameters change no result; clear errors for what is not a module."""
 
 from __future__ import annotations
 
@@ -12,11 +8,12 @@ from typing import Any
 
 import pytest
 import torch
-from test_registry import make_plugin, registry_state
+from torch import Tensor
 
 import minidl
-from minidl import Parameter, Sequential, registry
+from minidl import Parameter, Sequential, hookimpl
 from minidl.plugins import MSE, SGD, Linear, ReLU, Sigmoid, Standardize, Tanh
+from minidl.plugins.datasets import disc
 
 F64 = torch.float64
 
@@ -27,11 +24,11 @@ class Scale:
     def __init__(self, in_features: int) -> None:
         self.w = Parameter(torch.linspace(0.5, 1.5, in_features), "w")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         self.x = x
         return x * self.w.data
 
-    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+    def backward(self, grad_output: Tensor) -> Tensor:
         self.w.grad += (grad_output * self.x).sum(0)
         return grad_output * self.w.data
 
@@ -39,20 +36,29 @@ class Scale:
         return [self.w]
 
 
-def register_scale(register: Callable[[str, Any], None]) -> None:
-    register("scale", Scale)
+class Identity:
+    """Returns its very input (so it must not say returns_fresh)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        return grad_output
+
+    def parameters(self) -> list[Parameter]:
+        return []
 
 
-def _model() -> Sequential:
+def model_f64() -> Sequential:
     torch.manual_seed(0)
     return Sequential(Linear(2, 4), Scale(4), Tanh(), Linear(4, 1), Sigmoid()).to(dtype=F64)
 
 
-def _reference(model: Sequential) -> tuple[list[torch.Tensor], Callable[..., torch.Tensor]]:
+def reference(model: Sequential) -> tuple[list[Tensor], Callable[..., Tensor]]:
     """The same network as torch leaves and a functional forward, for autograd."""
     leaves = [p.data.clone().requires_grad_(True) for p in model.parameters()]
 
-    def forward(x: torch.Tensor, w1, b1, s, w2, b2) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    def forward(x: Tensor, w1, b1, s, w2, b2) -> Tensor:  # type: ignore[no-untyped-def]
         h = torch.tanh(torch.nn.functional.linear(x, w1, b1) * s)
         return torch.sigmoid(torch.nn.functional.linear(h, w2, b2))
 
@@ -60,11 +66,11 @@ def _reference(model: Sequential) -> tuple[list[torch.Tensor], Callable[..., tor
 
 
 def test_third_party_layer_in_sequential_equals_autograd() -> None:
-    model = _model()
+    model = model_f64()
     assert isinstance(model[1], minidl.Module)  # the runtime protocol check accepts it
     x = torch.rand(16, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
     y = (x[:, :1] > 0.5).to(F64)
-    leaves, forward = _reference(model)
+    leaves, forward = reference(model)
     xr = x.clone().requires_grad_(True)
     with torch.enable_grad():
         ref = torch.nn.functional.mse_loss(forward(xr, *leaves), y)
@@ -79,9 +85,9 @@ def test_third_party_layer_in_sequential_equals_autograd() -> None:
 
 
 def test_third_party_layer_trains_with_fit_like_autograd_sgd() -> None:
-    model = _model()
-    leaves, forward = _reference(model)
-    data = minidl.data.disc(60, torch.Generator().manual_seed(2)).to(dtype=F64)
+    model = model_f64()
+    leaves, forward = reference(model)
+    data = disc(60, torch.Generator().manual_seed(2)).to(dtype=F64)
     history = minidl.fit(
         model, MSE(), SGD(model.parameters(), lr=0.5), data, epochs=3, batch_size=20, seed=7
     )
@@ -102,35 +108,104 @@ def test_third_party_layer_trains_with_fit_like_autograd_sgd() -> None:
         torch.testing.assert_close(p.data, q.detach(), rtol=1e-9, atol=1e-12)
 
 
-def test_third_party_layer_through_a_registered_plugin() -> None:
-    with registry_state():
-        registry.pm.register(make_plugin("scaling", register_layers=register_scale), name="scaling")
-        try:
-            model = minidl.build_model("linear(3), scale, relu, linear(1), sigmoid", 2)
-            assert isinstance(model[1], Scale) and model[1].w.shape == (3,)  # in_features inferred
-            assert [str(s) for s in model.spec or []] == [
-                "linear(2, 3)",
-                "scale(3)",
-                "relu",
-                "linear(3, 1)",
-                "sigmoid",
-            ]
-            result = minidl.run(
-                model="linear(3), scale, relu, linear(1), sigmoid",
-                epochs=2,
-                n_train=100,
-                n_test=100,
-            )
-            assert len(result.history) == 2
-            assert isinstance(result.model[1], Scale)
-            assert not torch.equal(result.model[1].w.data, torch.linspace(0.5, 1.5, 3))  # trained
-        finally:
-            registry.pm.unregister(name="scaling")
+def test_third_party_layer_through_a_registered_plugin(plugin: Any) -> None:
+    class Scaling:
+        @hookimpl
+        def register_layers(self, register: Callable[[str, Any], None]) -> None:
+            register("scale", Scale)
+
+    plugin(Scaling(), "scaling")
+    model = minidl.build("linear(3), scale, relu, linear(1), sigmoid", (2,))
+    assert isinstance(model[1], Scale) and model[1].w.shape == (3,)  # in_features inferred
+    assert model[1].init_args == ((3,), {})  # build records how it was made
+    train, _ = minidl.registry.get("dataset", "disc")(seed=0, n_train=100, n_test=10)
+    before = model[1].w.data.clone()
+    minidl.fit(model, MSE(), SGD(model.parameters(), lr=0.5), train, epochs=2, batch_size=20)
+    assert not torch.equal(model[1].w.data, before)  # trained
 
 
-class ForwardOnly:
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
+def test_in_place_paths_are_chosen_only_after_a_fresh_output() -> None:
+    model = Sequential(Linear(2, 3), ReLU(), Linear(3, 1), Sigmoid())
+    relu, sigmoid = model[1], model[3]
+    assert [f.__name__ for f in model._forwards] == ["forward", "forward_", "forward", "forward_"]
+    # backward_ on a module whose gradient comes from a Linear's backward (fresh); never on
+    # the last module, whose gradient is the loss's.
+    assert [b.__name__ for b in model._backwards] == [
+        "backward",
+        "backward",
+        "backward_",
+        "backward",
+    ]
+    assert model._forwards[1].__self__ is relu and model._forwards[3].__self__ is sigmoid
+    after_identity = Sequential(Identity(), ReLU(), Standardize([0.0], [1.0]), Tanh())
+    assert [f.__name__ for f in after_identity._forwards] == ["forward"] * 4
+    assert [b.__name__ for b in after_identity._backwards] == ["backward"] * 4
+
+
+@pytest.mark.parametrize("activation", [ReLU, Sigmoid, Tanh])
+def test_in_place_paths_give_the_same_numbers_and_spare_the_callers_tensors(
+    activation: type,
+) -> None:
+    torch.manual_seed(1)
+    layers = [Linear(3, 5), activation(), Linear(5, 2), activation()]
+    model = Sequential(*layers)
+    x = torch.randn(7, 3)
+    g = torch.randn(7, 2)
+    x0, g0 = x.clone(), g.clone()
+    out = model.forward(x)
+    dx = model.backward(g)
+    grads = [p.grad.clone() for p in model.parameters()]
+    assert torch.equal(x, x0) and torch.equal(g, g0)  # the caller's tensors are untouched
+    model.zero_grad()
+    # The same layers one at a time, out of place.
+    h = x
+    for layer in layers:
+        h = layer.forward(h)
+    assert torch.equal(out, h)
+    d = g
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    assert torch.equal(dx, d)
+    assert all(torch.equal(p.grad, q) for p, q in zip(model.parameters(), grads, strict=True))
+    # A tensor a module hands on as is (Identity) is never overwritten downstream.
+    y = torch.randn(4, 3)
+    y0 = y.clone()
+    Sequential(Identity(), activation()).forward(y)
+    assert torch.equal(y, y0)
+
+
+def test_backward_parameters_skips_only_the_input_gradient() -> None:
+    torch.manual_seed(2)
+    model = Sequential(Linear(2, 4), Tanh(), Linear(4, 1))
+    x, g = torch.randn(5, 2, dtype=torch.float32), torch.randn(5, 1)
+    model.forward(x)
+    model.backward(g)
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    calls: list[str] = []
+    first = model[0]
+    original = first.backward
+    first.backward = lambda grad: calls.append("backward") or original(grad)  # type: ignore[method-assign]
+    model.forward(x)
+    assert model.backward_parameters(g) is None
+    assert calls == []  # the first layer's input gradient was never computed
+    assert all(torch.equal(p.grad, q) for p, q in zip(model.parameters(), expected, strict=True))
+
+
+def test_backward_parameters_without_the_first_modules_support_is_backward() -> None:
+    torch.manual_seed(3)
+    model = Sequential(Scale(2), Linear(2, 1))
+    x, g = torch.randn(4, 2), torch.randn(4, 1)
+    model.forward(x)
+    model.backward(g)
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.forward(x)
+    model.backward_parameters(g)
+    assert all(torch.equal(p.grad, q) for p, q in zip(model.parameters(), expected, strict=True))
+    assert model[1].bias.grad.any()
+    empty = Sequential()
+    assert torch.equal(empty.forward(torch.ones(2, 1)), torch.ones(2, 1)) and len(empty) == 0
 
 
 def test_non_modules_are_rejected_with_a_clear_message() -> None:
@@ -140,6 +215,11 @@ def test_non_modules_are_rejected_with_a_clear_message() -> None:
         "Sequential item 1: str object is not a module: it lacks forward, backward, parameters "
         "(a module needs forward, backward and parameters)"
     )
+
+    class ForwardOnly:
+        def forward(self, x: Tensor) -> Tensor:
+            return x
+
     with pytest.raises(
         TypeError,
         match="Sequential item 0: ForwardOnly object is not a module: it lacks backward, parameters",
@@ -148,64 +228,34 @@ def test_non_modules_are_rejected_with_a_clear_message() -> None:
     assert not isinstance(ForwardOnly(), minidl.Module)
 
 
-def test_a_layer_factory_returning_a_non_module_is_a_spec_error() -> None:
-    def register_layers(register: Callable[[str, Any], None]) -> None:
-        register("forward_only", ForwardOnly)
+def test_a_layer_factory_returning_a_non_module_is_a_spec_error(plugin: Any) -> None:
+    class ForwardOnly:
+        def forward(self, x: Tensor) -> Tensor:
+            return x
 
-    with registry_state():
-        registry.pm.register(make_plugin("half", register_layers=register_layers), name="half")
-        with pytest.raises(
-            minidl.SpecError,
-            match=r"model spec item 2 \(forward_only\): ForwardOnly object is not a module: it lacks backward, parameters",
-        ):
-            minidl.build_model("linear(2), forward_only", 2)
+    class Half:
+        @hookimpl
+        def register_layers(self, register: Callable[[str, Any], None]) -> None:
+            register("forward_only", ForwardOnly)
 
-
-def test_every_grad_is_a_zero_tensor_from_construction() -> None:
-    torch.manual_seed(0)
-    p = Parameter(torch.randn(3, 2, dtype=F64))
-    assert p.grad is not None and torch.equal(p.grad, torch.zeros(3, 2, dtype=F64))
-    model = Sequential(
-        Standardize([0.0, 0.0], [1.0, 1.0]), Linear(2, 5), ReLU(), Scale(5), Linear(5, 1)
-    )
-    for module in (model, model.to(dtype=F64)):
-        params = module.parameters()
-        assert len(params) == 5
-        for q in params:
-            assert isinstance(q.grad, torch.Tensor)
-            assert q.grad.shape == q.data.shape and q.grad.dtype == q.data.dtype
-            assert not q.grad.any()
-
-
-def test_zero_grad_resets_gradients_and_never_weights() -> None:
-    torch.manual_seed(0)
-    model = Sequential(Linear(2, 4), Tanh(), Linear(4, 1))
-    loss = MSE()
-    x, y = torch.randn(8, 2), torch.randn(8, 1)
-    weights = [p.data.clone() for p in model.parameters()]
-    for zero_grad in (
-        model.zero_grad,
-        model[0].zero_grad,
-        SGD(model.parameters(), lr=0.1).zero_grad,
+    plugin(Half(), "half")
+    with pytest.raises(
+        minidl.SpecError,
+        match=r"model spec item 2: model spec item 2 \(forward_only\): ForwardOnly object is not a module: it lacks backward, parameters",
     ):
-        loss.forward(model(x), y)
-        model.backward(loss.backward())
-        assert any(p.grad.any() for p in model[0].parameters())
-        zero_grad()
-        for p in model[0].parameters():
-            assert not p.grad.any()
-        for p, w in zip(model.parameters(), weights, strict=True):
-            assert torch.equal(p.data, w)
+        minidl.build("linear(2), forward_only", (2,))
 
 
-def test_to_dtype_moves_every_parameter_and_constant() -> None:
+def test_to_dtype_moves_every_parameter_gradient_and_constant() -> None:
     torch.manual_seed(0)
     model = Sequential(Standardize([1.0, 2.0], [3.0, 4.0]), Linear(2, 3), Scale(3), Sigmoid())
     assert model.to(dtype=F64) is model
+    assert len(model.parameters()) == 3
     assert {p.data.dtype for p in model.parameters()} == {F64}
     assert {p.grad.dtype for p in model.parameters()} == {F64}
+    assert not any(p.grad.any() for p in model.parameters())
     x = torch.randn(4, 2, dtype=F64)
-    assert model(x).dtype == F64
+    assert model(x).dtype == F64 and model[0].mean.dtype == F64
     model.to(dtype=torch.float32)
     assert model(x.float()).dtype == torch.float32
     assert model[0].mean.dtype == torch.float32
@@ -216,7 +266,7 @@ def test_sequential_is_a_module_and_nests() -> None:
     inner = Sequential(Linear(3, 4), ReLU())
     outer = Sequential(inner, Linear(4, 2))
     assert isinstance(outer, minidl.Module) and isinstance(inner, minidl.Module)
-    assert len(outer) == 2 and outer[0] is inner
+    assert len(outer) == 2 and outer[0] is inner and outer[-1] is outer.layers[1]
     assert outer.parameters() == [*inner.parameters(), *outer[1].parameters()]
     flat = Sequential(inner[0], inner[1], outer[1])
     x, g = torch.randn(5, 3), torch.randn(5, 2)
@@ -224,7 +274,24 @@ def test_sequential_is_a_module_and_nests() -> None:
     dx = outer.backward(g)
     grads = [p.grad.clone() for p in outer.parameters()]
     outer.zero_grad()
+    flat.forward(x)
     assert torch.equal(flat.backward(g), dx)
     assert all(torch.equal(p.grad, q) for p, q in zip(flat.parameters(), grads, strict=True))
-    assert repr(outer).startswith("Sequential(\n  (0): Sequential(")
-    assert "(1): Linear(in_features=4, out_features=2)" in repr(outer)
+
+
+def test_repr_lists_the_layers_indented_like_torch() -> None:
+    inner = Sequential(Linear(3, 4, bias=False), ReLU())
+    outer = Sequential(inner, Linear(4, 2), Tanh())
+    reference = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.ReLU()),
+        torch.nn.Linear(4, 2),
+        torch.nn.Tanh(),
+    )
+    # torch writes "bias=True" where minidl leaves the default out.
+    assert repr(outer) == repr(reference).replace(", bias=True", "")
+    assert (
+        repr(outer).splitlines()[2] == "    (0): Linear(in_features=3, out_features=4, bias=False)"
+    )
+    assert repr(Sequential(Standardize([0.0, 0.0], [1.0, 1.0]))) == (
+        "Sequential(\n  (0): Standardize(features=2)\n)"
+    )

@@ -1,4 +1,5 @@
-"""Parameter and FlatParameters: every parameter a view into one data and one grad buffer."""
+"""Parameter and FlatParameters: every parameter a view into one data and one grad buffer,
+so that an optimizer step and a zero_grad are one tensor operation each."""
 
 from __future__ import annotations
 
@@ -45,20 +46,30 @@ def count_ops(fn: Any) -> Counter[str]:
     return counter.ops
 
 
-def _with_grads(model: Sequential) -> None:
+def with_grads(model: Sequential) -> None:
     loss = MSE()
     x = torch.randn(10, 2, generator=torch.Generator().manual_seed(1))
     loss.forward(model(x), torch.zeros(10, 1))
     model.backward(loss.backward())
 
 
+def test_grad_is_a_zero_tensor_like_data_from_construction() -> None:
+    p = Parameter(torch.randn(3, 2, dtype=F64), "w")
+    assert isinstance(p.grad, torch.Tensor)
+    assert p.grad.shape == p.data.shape == p.shape == (3, 2)
+    assert p.grad.dtype == F64 and not p.grad.any()
+    assert p.name == "w" and Parameter(torch.zeros(1)).name == ""
+
+
 def test_params_become_views_of_two_buffers_keeping_their_values() -> None:
     model = mlp(3)
-    _with_grads(model)
+    with_grads(model)
     before = [(p.data.clone(), p.grad.clone()) for p in model.parameters()]
+    assert any(g.any() for _, g in before)
     flat = FlatParameters(model.parameters())
     total = sum(p.data.numel() for p in model.parameters())
     assert flat.data.shape == flat.grad.shape == (total,)
+    assert flat.params == model.parameters()
     offset = 0
     for p, (data, grad) in zip(model.parameters(), before, strict=True):
         assert shares_memory(p.data, flat.data) and shares_memory(p.grad, flat.grad)
@@ -76,8 +87,11 @@ def test_sgd_step_and_zero_grad_are_one_buffer_operation_each() -> None:
     for layers in (1, 10):
         model = mlp(layers)
         opt = SGD(model.parameters(), lr=0.1)
-        _with_grads(model)
+        with_grads(model)
+        before = [p.data.clone() for p in model.parameters()]
         assert count_ops(opt.step) == Counter({"add_": 1})
+        for p, b in zip(model.parameters(), before, strict=True):
+            torch.testing.assert_close(p.data, b - 0.1 * p.grad, rtol=0, atol=1e-7)
         assert count_ops(opt.zero_grad) == Counter({"zero_": 1})
         assert not any(p.grad.any() for p in model.parameters())
 
@@ -87,7 +101,7 @@ def test_adam_step_costs_the_same_ops_for_any_depth() -> None:
     for layers in (1, 3, 20):
         model = mlp(layers)
         opt = Adam(model.parameters(), lr=0.1, weight_decay=0.01)
-        _with_grads(model)
+        with_grads(model)
         opt.step()  # the first step may differ (lazy state); count a later one
         counts.append(count_ops(opt.step))
     assert counts[0] == counts[1] == counts[2]
@@ -155,6 +169,17 @@ def test_parameter_to_changes_dtype_of_data_and_grad() -> None:
     assert torch.equal(p.data, torch.arange(4.0, dtype=F64).reshape(2, 2))
     assert torch.equal(p.grad, torch.ones(2, 2, dtype=F64))
     assert repr(p) == "Parameter w(shape=(2, 2), dtype=torch.float64)"
+    assert repr(Parameter(torch.zeros(3))) == "Parameter(shape=(3,), dtype=torch.float32)"
+
+
+def test_parameter_to_unpacks_it_from_the_flat_buffer() -> None:
+    model = mlp(1)
+    flat = FlatParameters(model.parameters())
+    w = model[0].weight
+    w.to(dtype=F64)
+    assert not shares_memory(w.data, flat.data)
+    flat.data.zero_()
+    assert w.data.any()  # no longer the buffer's view
 
 
 def test_an_optimizer_over_one_layer_shares_the_whole_models_buffer() -> None:

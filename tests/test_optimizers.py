@@ -1,4 +1,5 @@
-"""SGD and Adam trajectories equal torch.optim's over 100 steps in float64.
+"""SGD, Adam and a user's FlatOptimizer follow torch.optim over 100 steps in float64;
+FlatOptimizer.state_dict captures a subclass's state with nothing written for it.
 
 Both sides start from the same weights of several shapes (so the flat buffer's packing
 matters) and follow the gradient of the same non-quadratic loss: minidl's is written by
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from minidl import Parameter
+from minidl import FlatOptimizer, Parameter
 from minidl.plugins import SGD, Adam
 
 F64 = torch.float64
@@ -119,30 +120,122 @@ def test_learning_rate_change_between_steps_follows_torch() -> None:
     )
 
 
-def test_adam_state_dict_resumes_the_same_trajectory() -> None:
-    weights, coeffs, targets = _start()
+class MomentumSGD(FlatOptimizer):
+    """Written as a user would: a velocity tensor and two numbers, no state_dict code."""
 
-    def run(params: list[Parameter], opt: Adam, steps: int) -> None:
-        for _ in range(steps):
-            opt.zero_grad()
-            for p, c, t in zip(params, coeffs, targets, strict=True):
-                p.grad += _hand_grad(p.data, c, t)
-            opt.step()
+    def __init__(self, parameters: Any, lr: float, momentum: float = 0.9) -> None:
+        super().__init__(parameters, lr)
+        self.momentum = momentum
+        self.velocity = torch.zeros_like(self.data)
+        self.steps = 0
 
+    def step(self) -> None:
+        self.velocity.mul_(self.momentum).add_(self.grad)
+        self.data.add_(self.velocity, alpha=-self.lr)
+        self.steps += 1
+
+
+def test_a_flat_optimizer_subclass_follows_torch_sgd_with_momentum() -> None:
+    trajectories(
+        lambda ps: MomentumSGD(ps, lr=0.05, momentum=0.8),
+        lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.8),
+    )
+
+
+def run_steps(params: list[Parameter], opt: Any, steps: int) -> None:
+    _, coeffs, targets = _start()
+    for _ in range(steps):
+        opt.zero_grad()
+        for p, c, t in zip(params, coeffs, targets, strict=True):
+            p.grad += _hand_grad(p.data, c, t)
+        opt.step()
+
+
+def test_state_dict_captures_a_subclasss_tensors_and_numbers() -> None:
+    weights, _, _ = _start()
+    params = [Parameter(w.clone()) for w in weights]
+    opt = MomentumSGD(params, lr=0.05, momentum=0.8)
+    run_steps(params, opt, 7)
+    state = opt.state_dict()
+    assert sorted(state) == ["lr", "momentum", "steps", "velocity"]
+    assert (state["lr"], state["momentum"], state["steps"]) == (0.05, 0.8, 7)
+    assert torch.equal(state["velocity"], opt.velocity) and state["velocity"].any()
+    # A copy, not the live tensor; and never the parameters or gradients themselves.
+    assert state["velocity"].data_ptr() != opt.velocity.data_ptr()
+    state["velocity"].zero_()
+    assert opt.velocity.any()
+    adam = Adam([Parameter(w.clone()) for w in weights], lr=1e-2)
+    buffers = (adam.data.untyped_storage().data_ptr(), adam.grad.untyped_storage().data_ptr())
+    adam_state = adam.state_dict()
+    assert {"lr", "beta1", "beta2", "eps", "weight_decay", "steps", "m", "v"} <= set(adam_state)
+    assert not any(
+        isinstance(v, torch.Tensor) and v.untyped_storage().data_ptr() in buffers
+        for v in adam_state.values()
+    )
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda ps: MomentumSGD(ps, lr=0.05, momentum=0.8),
+        lambda ps: Adam(ps, lr=1e-2, betas=(0.8, 0.9), weight_decay=0.01),
+        lambda ps: SGD(ps, lr=0.1),
+    ],
+    ids=["momentum-sgd", "adam", "sgd"],
+)
+def test_a_state_round_trip_gives_bitwise_identical_next_steps(make: Any) -> None:
+    weights, _, _ = _start()
     straight = [Parameter(w.clone()) for w in weights]
-    run(straight, Adam(straight, lr=1e-2), 40)
+    run_steps(straight, make(straight), 12)
 
     first = [Parameter(w.clone()) for w in weights]
-    opt = Adam(first, lr=1e-2)
-    run(first, opt, 25)
+    opt = make(first)
+    run_steps(first, opt, 5)
     state = opt.state_dict()
     resumed = [Parameter(p.data.clone()) for p in first]
-    opt2 = Adam(resumed, lr=0.5)
-    opt2.load_state_dict(state)
-    assert opt2.lr == 1e-2 and opt2.steps == 25
-    run(resumed, opt2, 15)
+    fresh = make(resumed)
+    fresh.lr = 123.0  # overwritten by the state
+    fresh.load_state_dict(state)
+    assert fresh.lr == opt.lr
+    again = fresh.state_dict()
+    assert again.keys() == state.keys()
+    for key, value in state.items():
+        same = (
+            torch.equal(again[key], value)
+            if isinstance(value, torch.Tensor)
+            else again[key] == value
+        )
+        assert same, key
+    assert getattr(fresh, "steps", 5) == 5
+    run_steps(resumed, fresh, 7)
     for p, q in zip(resumed, straight, strict=True):
         assert torch.equal(p.data, q.data)
+
+
+def test_load_state_dict_copies_tensors_in_place_and_keeps_number_types() -> None:
+    params = [Parameter(torch.zeros(3, dtype=F64))]
+    opt = MomentumSGD(params, lr=0.5)
+    velocity = opt.velocity
+    opt.load_state_dict(
+        {"lr": 1, "momentum": 0, "steps": 4.0, "velocity": torch.ones(3, dtype=F64)}
+    )
+    assert opt.velocity is velocity and torch.equal(velocity, torch.ones(3, dtype=F64))
+    # Numbers keep their type (JSON gives 1.0 back as 1).
+    assert (opt.lr, opt.momentum, opt.steps) == (1.0, 0.0, 4)
+    assert (type(opt.lr), type(opt.momentum), type(opt.steps)) == (float, float, int)
+
+
+def test_load_state_dict_refuses_a_state_missing_keys() -> None:
+    params = [Parameter(torch.zeros(3))]
+    opt = MomentumSGD(params, lr=0.5)
+    state = opt.state_dict()
+    del state["velocity"], state["steps"]
+    with pytest.raises(KeyError, match="MomentumSGD state lacks steps, velocity"):
+        opt.load_state_dict(state)
+    assert opt.lr == 0.5 and opt.steps == 0
+    with pytest.raises(KeyError, match="Adam state lacks m, v"):
+        adam = Adam(params, lr=0.1)
+        adam.load_state_dict({k: v for k, v in adam.state_dict().items() if k not in "mv"})
 
 
 @pytest.mark.parametrize(
