@@ -23,7 +23,7 @@ from .output import one_line
 from .signals import Interrupted, handle_signals
 
 #: The built-in command plugins, registered like any plugin.
-COMMANDS = ("train", "predict", "plugins")  # TEMPORARY: sweep and tune are being ported
+COMMANDS = ("train", "predict", "sweep", "tune", "plugins")
 #: ctx.meta keys: the --layer-plugin specs (sweep workers load them too) and the argv
 PLUGIN_SPECS, ARGS = "minidl.layer_plugins", "minidl.args"
 
@@ -50,7 +50,11 @@ class MinidlGroup(click.Group):
             if not registry.has_plugin(plugin):
                 registry.add(importlib.import_module(plugin), plugin, "builtin")
         registry.load_plugins()
-        for impl in registry.hook.register_commands.get_hookimpls():
+        builtins = {f"minidl.cli.commands.{name}" for name in COMMANDS}
+        impls = registry.hook.register_commands.get_hookimpls()
+        # The built-ins first, so they keep their names even when a plugin that claims
+        # one was registered before them (a -p plugin loads before any command is added).
+        for impl in sorted(impls, key=lambda impl: impl.plugin_name not in builtins):
             plugin = impl.plugin_name
             if plugin in self._hooked or not registry.has_plugin(plugin):
                 continue
