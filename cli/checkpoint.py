@@ -56,7 +56,12 @@ def not_resumable(optimizer: Any, schedule: Any) -> str | None:
 
 
 def save_checkpoint(
-    path: str | Path, objects: dict[str, Any], *, epoch: int, history: list[Any], config: dict[str, Any]
+    path: str | Path,
+    objects: dict[str, Any],
+    *,
+    epoch: int,
+    history: list[Any],
+    config: dict[str, Any],
 ) -> None:
     """``objects``: "model", "optimizer" and maybe "schedule", each saved by its state_dict."""
     tensors: dict[str, torch.Tensor] = {}
@@ -123,10 +128,15 @@ def restore(
             if part in checkpoint.states and not inspect.isfunction(obj):
                 state = checkpoint.states[part]
                 obj.load_state_dict(
-                    {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in state.items()}
+                    {
+                        k: v.to(device) if isinstance(v, torch.Tensor) else v
+                        for k, v in state.items()
+                    }
                 )
     except (KeyError, ValueError, RuntimeError, TypeError) as e:
-        raise ModelFileError(f"the checkpoint does not fit this run: {type(e).__name__}: {e}") from None
+        raise ModelFileError(
+            f"the checkpoint does not fit this run: {type(e).__name__}: {e}"
+        ) from None
     return list(checkpoint.history)
 
 

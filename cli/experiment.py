@@ -123,17 +123,19 @@ def load_data(config: TrainConfig, loss: Loss | None = None) -> tuple[Dataset, D
     return train.split(1 - config.validation, generator)
 
 
-def model_spec(config: TrainConfig, train: Dataset) -> str:
+def model_spec(config: TrainConfig, train: Dataset, test: Dataset | None = None) -> str:
     """The model spec this config builds for this data, before any standardisation."""
     if config.model:
         return config.model
     if train.y.dim() == 1:  # class indices: one logit per class, no output activation
-        return mlp(config.hidden, config.activation, int(train.y.max()) + 1, output="")
+        # Classes seen in either set: a held-out part may hold one the other lacks.
+        labels = [d.y.max() for d in (train, test) if d is not None and len(d) and d.y.dim() == 1]
+        return mlp(config.hidden, config.activation, int(max(labels)) + 1, output="")
     return mlp(config.hidden, config.activation, train.y.shape[1])
 
 
-def build_model(config: TrainConfig, train: Dataset) -> Sequential:
-    specs = parse(model_spec(config, train))
+def build_model(config: TrainConfig, train: Dataset, test: Dataset | None = None) -> Sequential:
+    specs = parse(model_spec(config, train, test))
     for s in specs:
         accepted = settings(minidl.registry.get("layer", s.name), "layer")
         if config.init != "default" and "init" in accepted:
@@ -178,7 +180,7 @@ def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Da
     loss = make_loss(config)
     train, test = load_data(config, loss)
     torch.manual_seed(config.seed)  # weight initialisation draws from the global generator
-    model = build_model(config, train)
+    model = build_model(config, train, test)
     model.to(config.device, DTYPES[config.dtype])
     return model, loss, make_optimizer(config, model), train, test
 
@@ -243,7 +245,7 @@ def used_config(result: RunResult) -> dict[str, Any]:
     """The config as it was used: ``model`` is the spec that was built, and ``hidden`` and
     ``activation`` are kept only when they made it."""
     config = result.config.as_dict()
-    config["model"] = model_spec(result.config, result.train)
+    config["model"] = model_spec(result.config, result.train, result.test)
     if result.config.model:
         config["hidden"] = config["activation"] = None
     return config

@@ -19,7 +19,11 @@ Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 #: name -> (flags, type, help); the default is TrainConfig's.
 TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
-    "dataset": (("--dataset",), Name("dataset"), "A registered dataset, optionally with settings: 'disc'."),
+    "dataset": (
+        ("--dataset",),
+        Name("dataset"),
+        "A registered dataset, optionally with settings: 'disc'.",
+    ),
     "data": (
         ("--data",),
         click.Path(dir_okay=False),
@@ -32,7 +36,11 @@ TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
         click.Path(dir_okay=False),
         "Test CSV for --data; without it a fifth of --data is held out (seeded).",
     ),
-    "n_train": (("--n-train",), click.IntRange(1), "Training examples of --dataset [default: its own]."),
+    "n_train": (
+        ("--n-train",),
+        click.IntRange(1),
+        "Training examples of --dataset [default: its own].",
+    ),
     "n_test": (("--n-test",), click.IntRange(1), "Test examples of --dataset [default: its own]."),
     "model": (
         ("--model",),
@@ -54,7 +62,11 @@ TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
     ),
     "lr": (("--lr",), Positive(), "Learning rate."),
     "beta1": (("--beta1",), click.FloatRange(0, 1, max_open=True), "Adam's beta1 [default: 0.9]."),
-    "beta2": (("--beta2",), click.FloatRange(0, 1, max_open=True), "Adam's beta2 [default: 0.999]."),
+    "beta2": (
+        ("--beta2",),
+        click.FloatRange(0, 1, max_open=True),
+        "Adam's beta2 [default: 0.999].",
+    ),
     "eps": (("--eps",), click.FloatRange(0), "Adam's epsilon [default: 1e-8]."),
     "init": (
         ("--init",),
@@ -107,7 +119,12 @@ def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
                 )
             )
         decorators += [
-            click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout instead of text."),
+            click.option(
+                "--json",
+                "as_json",
+                is_flag=True,
+                help="Print one JSON object on stdout instead of text.",
+            ),
             click.option("--out", type=click.Path(file_okay=False), help=out_help),
         ]
         for d in reversed(decorators):
@@ -153,7 +170,9 @@ def _read_toml(path: str) -> dict[str, Any]:
         try:
             import tomli as tomllib
         except ImportError:
-            raise click.BadParameter("reading TOML on Python 3.10 needs: pip install tomli") from None
+            raise click.BadParameter(
+                "reading TOML on Python 3.10 needs: pip install tomli"
+            ) from None
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -210,7 +229,11 @@ def out_dir(path: str) -> Path:
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise click.BadParameter(f"{path!r} exists and is not a directory", param_hint="'--out'") from None
+        raise click.BadParameter(
+            f"{path!r} exists and is not a directory", param_hint="'--out'"
+        ) from None
     except OSError as e:
-        raise click.BadParameter(f"cannot create {path!r}: {e.strerror}", param_hint="'--out'") from None
+        raise click.BadParameter(
+            f"cannot create {path!r}: {e.strerror}", param_hint="'--out'"
+        ) from None
     return directory

@@ -29,7 +29,9 @@ def _takes_no_arguments(factory: Any) -> bool:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
         return True
-    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    return all(
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params
+    )
 
 
 class Name(click.ParamType):
@@ -73,12 +75,14 @@ class ModelSpec(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            for i, item in enumerate(parse(str(value))):
-                if item.name not in minidl.registry.table("layer"):
-                    minidl.registry.get("layer", item.name)  # raises, listing the names
-        except minidl.MinidlError as e:
-            prefix = f"model spec item {i + 1}: " if isinstance(e, minidl.UnknownNameError) else ""
-            self.fail(f"{value!r}: {prefix}{one_line(e.message)}", param, ctx)
+            items = parse(str(value))
+        except minidl.SpecError as e:
+            self.fail(f"{value!r}: {one_line(e.message)}", param, ctx)
+        for i, item in enumerate(items):
+            try:
+                minidl.registry.get("layer", item.name)
+            except minidl.MinidlError as e:  # unknown (listing the names), or a clash
+                self.fail(f"{value!r}: model spec item {i + 1}: {e.message}", param, ctx)
         return str(value)
 
 
@@ -124,7 +128,11 @@ class Widths(click.ParamType):
         except ValueError:
             sizes = [0]
         if not sizes or any(s < 1 for s in sizes):
-            self.fail(f"{value!r} is not a comma-separated list of positive widths (example: 25,25,25)", param, ctx)
+            self.fail(
+                f"{value!r} is not a comma-separated list of positive widths (example: 25,25,25)",
+                param,
+                ctx,
+            )
         return sizes
 
 

@@ -65,7 +65,9 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     with signals.deferred():
         write_json(directory / "metrics.json", metrics)
         minidl.io.atomic_write(directory / "history.csv", csv_text(result.history))
-        minidl.io.atomic_write(directory / "misclassified.csv", csv_text([_flat(r) for r in wrong], fields))
+        minidl.io.atomic_write(
+            directory / "misclassified.csv", csv_text([_flat(r) for r in wrong], fields)
+        )
         minidl.save_model(
             result.model,
             directory,

@@ -62,7 +62,9 @@ def _new_file_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+def save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
     """One safetensors file, written atomically; the tensors are copied to the CPU."""
     cpu = {k: t.detach().to("cpu").contiguous() for k, t in tensors.items()}
     atomic_write(path, _save_tensors(cpu, metadata))
@@ -116,7 +118,9 @@ def architecture(model: Module) -> list[dict[str, Any]]:
     return described
 
 
-def save_model(model: Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> None:
+def save_model(
+    model: Module, directory: str | Path, metadata: dict[str, Any] | None = None
+) -> None:
     """Write ``model.json`` and ``model.safetensors`` into ``directory`` (created if needed).
     Any model of registered layers can be saved, however it was built."""
     params = model.parameters()

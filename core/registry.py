@@ -270,6 +270,39 @@ class Registry(pluggy.PluginManager):
         """The name under which ``factory`` (a layer's class, say) is registered."""
         return next((n for n, e in self.table(kind).items() if e.factory is factory), None)
 
+    def plugins(self) -> list[dict[str, Any]]:
+        """One record per plugin, loaded or broken: ``name``, ``source``, ``distribution``,
+        ``version``, ``hooks``, ``registers`` (kind -> names), ``conflicts`` and ``error``."""
+        tables = self.tables()
+        dists = {self.get_name(p): d for p, d in self.list_plugin_distinfo()}
+        records = []
+        for name, plugin in self.list_name_plugin():
+            if plugin is None:
+                continue  # blocked
+            mine = {
+                kind: sorted(n for n, e in table.items() if name in (e.plugin, *e.rivals))
+                for kind, table in tables.items()
+            }
+            dist = dists.get(name)
+            records.append(
+                {
+                    "name": name,
+                    "source": self.sources.get(name, "module"),
+                    "distribution": dist.project_name if dist else "",
+                    "version": dist.version if dist else "",
+                    "hooks": sorted(h.name for h in self.get_hookcallers(plugin) or []),
+                    "registers": {k: v for k, v in mine.items() if v},
+                    "conflicts": [
+                        f"{k} {n}" for k, v in mine.items() for n in v if tables[k][n].rivals
+                    ],
+                    "error": "",
+                }
+            )
+        for name, error in self.errors.items():
+            if not self.has_plugin(name):
+                records.append({"name": name, "source": self.sources.get(name, ""), "error": error})
+        return records
+
     def reset(self) -> None:
         """Forget every plugin, block and error: as if freshly imported (for tests)."""
         for name, plugin in self.list_name_plugin():

@@ -55,7 +55,9 @@ def parse(spec: str, what: str = "model spec") -> list[Spec]:
         raise SpecError(_pointing(what, spec, column, message)) from None
     if not isinstance(tree.body, ast.List):  # a "]" in the spec closed ours: "][0"
         column = _unmatched_close(spec)
-        raise SpecError(_pointing(what, spec, column, f"invalid syntax: unmatched {spec[column]!r}"))
+        raise SpecError(
+            _pointing(what, spec, column, f"invalid syntax: unmatched {spec[column]!r}")
+        )
     if not tree.body.elts:
         example = (
             "linear(25), relu, linear(1), sigmoid" if what == "model spec" else "name(key=value)"
@@ -70,7 +72,9 @@ def parse(spec: str, what: str = "model spec") -> list[Spec]:
             kwargs = {}
             for k in node.keywords:
                 if k.arg is None:
-                    raise SpecError(_pointing(what, spec, k.value.col_offset - 3, "'**' is not allowed"))
+                    raise SpecError(
+                        _pointing(what, spec, k.value.col_offset - 3, "'**' is not allowed")
+                    )
                 kwargs[k.arg] = _literal(what, spec, k.value)
             layers.append(Spec(node.func.id.lower(), args, kwargs))
         else:
@@ -145,7 +149,12 @@ def parse_one(spec: str | Spec, kind: str) -> Spec:
 
 #: What minidl passes a factory of each kind itself, before a spec's settings: how many
 #: leading positional arguments, and which keywords.
-PASSED = {"optimizer": (1, ("lr",)), "schedule": (2, ()), "initializer": (2, ()), "dataset": (0, ("seed",))}
+PASSED = {
+    "optimizer": (1, ("lr",)),
+    "schedule": (2, ()),
+    "initializer": (2, ()),
+    "dataset": (0, ("seed",)),
+}
 
 
 def settings(factory: Any, kind: str = "") -> dict[str, Any]:
@@ -174,7 +183,9 @@ def check_settings(kind: str, item: Spec, factory: Any) -> None:
     for key in item.kwargs:
         if key not in params:
             accepted = ", ".join(settings(factory, kind)) or "(none)"
-            raise SpecError(f"{kind} {item.name!r} has no setting {key!r}; its settings: {accepted}")
+            raise SpecError(
+                f"{kind} {item.name!r} has no setting {key!r}; its settings: {accepted}"
+            )
 
 
 def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:

@@ -27,6 +27,7 @@ def listing() -> list[dict[str, Any]]:
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """JSON data: a tuple of numbers becomes a list, anything else not JSON its repr."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, list | tuple):
             return [plain(x) for x in v]
@@ -45,7 +46,9 @@ def plugins(as_json: bool) -> None:
         echo_json({"plugins": records})
         return
     for r in records:
-        origin = f"{r.get('distribution', '')} {r.get('version', '')}".strip() or "loaded for this run"
+        origin = (
+            f"{r.get('distribution', '')} {r.get('version', '')}".strip() or "loaded for this run"
+        )
         kind = "built-in" if r["source"] == "builtin" else "plugin"
         click.echo(f"{r['name']}  [{kind}, {origin}]  {r['status']}")
         if r.get("hooks"):

@@ -91,7 +91,9 @@ def predict(model_dir: str, values: tuple[float, ...], data: str | None, as_json
         echo_json(document)
         return
     for r in records:
-        inputs = ", ".join(f"{v:g}" for v in r["input"][:8]) + (", ..." if len(r["input"]) > 8 else "")
+        inputs = ", ".join(f"{v:g}" for v in r["input"][:8]) + (
+            ", ..." if len(r["input"]) > 8 else ""
+        )
         outputs = ", ".join(f"{v:.4f}" for v in r["output"])
         actual = f"  actual {r['actual']}" if "actual" in r else ""
         click.echo(f"({inputs}) -> {outputs}  label {r['label']}{actual}")

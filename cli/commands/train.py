@@ -11,6 +11,7 @@ import click
 
 import minidl
 
+from .. import plots
 from ..app import ARGS, plugin_specs
 from ..checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, not_resumable
 from ..experiment import RunResult, TrainConfig, make_schedule, run, setup, summary
@@ -21,8 +22,10 @@ from ..signals import Interrupted
 
 
 @click.command()
-@training_options(out="Write the results, the model and plots into this directory, and "
-                  "checkpoint the run there as it trains (see --resume).")
+@training_options(
+    out="Write the results, the model and plots into this directory, and "
+    "checkpoint the run there as it trains (see --resume)."
+)
 @click.option(
     "--diagnostics/--no-diagnostics",
     default=None,
@@ -101,7 +104,9 @@ def resumed(ctx: click.Context, config: TrainConfig, out: str | None) -> Checkpo
     """The checkpoint of the interrupted run in ``out``; the options given on this command
     line must agree with the run's, and the run must be one that can be resumed."""
     if not out:
-        raise click.UsageError("--resume needs --out DIR, the directory of the interrupted run", ctx)
+        raise click.UsageError(
+            "--resume needs --out DIR, the directory of the interrupted run", ctx
+        )
     _, _, optimizer, _, _ = setup(config)
     reason = not_resumable(optimizer, make_schedule(config))
     if reason:
@@ -118,7 +123,10 @@ def resumed(ctx: click.Context, config: TrainConfig, out: str | None) -> Checkpo
     fields = TrainConfig.__dataclass_fields__
     unknown = sorted(set(checkpoint.config) - set(fields))
     if unknown:
-        raise click.BadParameter(f"{path}: written by another minidl (unknown settings {', '.join(unknown)})", param_hint="'--resume'")
+        raise click.BadParameter(
+            f"{path}: written by another minidl (unknown settings {', '.join(unknown)})",
+            param_hint="'--resume'",
+        )
     saved = TrainConfig(**checkpoint.config)
     differ = [
         f"--{name.replace('_', '-')} {getattr(saved, name)!r} there, {getattr(config, name)!r} here"
@@ -163,7 +171,9 @@ def execute(
         )
         checkpoint.unlink()
     if resume is not None:
-        click.echo(f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True)
+        click.echo(
+            f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True
+        )
     with progress(config.epochs, "training") as update:
         try:
             result = run(
@@ -176,8 +186,15 @@ def execute(
         except Interrupted as e:
             e.hint = hint(out)
             raise
+        except minidl.NonFiniteError:
+            # A diverged run diverges again when resumed: it leaves nothing behind.
+            if checkpoint is not None:
+                checkpoint.unlink(missing_ok=True)
+            raise
     wrong = wrong_examples(result)
     files = save_run(directory, result, wrong) if directory is not None else []
+    if directory is not None and not plots.available():
+        click.echo(plots.MISSING, err=True)
     if as_json:
         document = summary(result)
         document["history"] = result.history
@@ -215,8 +232,11 @@ def print_misclassified(records: list[dict[str, Any]], total: int, disc: bool) -
     for n, r in enumerate(records, 1):
         row = [
             str(n),
-            "(" + ", ".join(f"{v:.4f}" for v in r["input"][:4]) + (", ...)" if len(r["input"]) > 4 else ")"),
-            ", ".join(f"{v:.3f}" for v in r["output"][:4]) + (", ..." if len(r["output"]) > 4 else ""),
+            "("
+            + ", ".join(f"{v:.4f}" for v in r["input"][:4])
+            + (", ...)" if len(r["input"]) > 4 else ")"),
+            ", ".join(f"{v:.3f}" for v in r["output"][:4])
+            + (", ..." if len(r["output"]) > 4 else ""),
             str(r["predicted"]),
             str(r["actual"]),
         ]

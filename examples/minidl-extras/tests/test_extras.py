@@ -1,8 +1,10 @@
-"""minidl-extras' own tests: minidl's plugin-author kit, then torch as the reference."""
+"""minidl-extras' own tests: minidl's plugin-author kit, torch as the reference, then the
+plugin through minidl's registry, its Python API and its command line."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from minidl_extras.commands import extras_info
 
 import minidl
 from minidl import registry
+from minidl.cli import TrainConfig, cli, run
 from minidl.testing import check_dataset, check_layer, check_loss, check_optimizer
 
 
@@ -33,7 +36,9 @@ def test_leaky_relu_equals_torch() -> None:
     torch.testing.assert_close(layer.backward(g), x.grad, rtol=0, atol=0)
 
 
-def test_leaky_relu_rejects_a_bad_slope() -> None:
+def test_leaky_relu_records_how_it_was_made_and_rejects_a_bad_slope() -> None:
+    assert LeakyReLU(slope=0.05).init_args == ((), {"slope": 0.05})  # what a model file keeps
+    assert repr(LeakyReLU(0.05)) == "LeakyReLU(slope=0.05)"
     with pytest.raises(ValueError, match="slope must be a finite number"):
         LeakyReLU(float("nan"))
 
@@ -59,28 +64,22 @@ def test_bce_equals_torch_even_for_huge_logits(scale: float) -> None:
     assert loss.accuracy(z.detach(), y) == float(((z > 0) == (y > 0.5)).double().mean())
 
 
-@pytest.mark.parametrize(
-    "hyper",
-    [
-        {"momentum": 0.9},
-        {"momentum": 0.5, "weight_decay": 0.01},
-        {"momentum": 0.9, "nesterov": True},
-        {"momentum": 0.8, "dampening": 0.3},
-        {"momentum": 0.0},
-    ],
-)
+HYPER = [
+    {"momentum": 0.9},
+    {"momentum": 0.5, "weight_decay": 0.01},
+    {"momentum": 0.9, "nesterov": True},
+    {"momentum": 0.8, "dampening": 0.3},
+    {"momentum": 0.0},
+]
+
+
+@pytest.mark.parametrize("hyper", HYPER)
 def test_momentum_sgd_passes_the_kit(hyper: dict) -> None:
-    check_optimizer(MomentumSGD, lr=0.05, steps=400, **hyper)
+    check_optimizer(MomentumSGD, lr=0.05, steps=400, resumable=True, **hyper)
 
 
 @pytest.mark.parametrize(
-    "hyper",
-    [
-        {"momentum": 0.9},
-        {"momentum": 0.9, "weight_decay": 0.05},
-        {"momentum": 0.7, "weight_decay": 0.01, "nesterov": True},
-        {"momentum": 0.6, "dampening": 0.25, "weight_decay": 0.02},
-    ],
+    "hyper", [*HYPER[:3], {"momentum": 0.6, "dampening": 0.25, "weight_decay": 0.02}]
 )
 def test_momentum_sgd_trajectory_equals_torch_optim(hyper: dict) -> None:
     """100 steps from the same weights, the same gradient function on both sides."""
@@ -108,23 +107,36 @@ def test_momentum_sgd_trajectory_equals_torch_optim(hyper: dict) -> None:
         torch.testing.assert_close(p.data, q.detach(), rtol=1e-12, atol=1e-14)
 
 
-def test_momentum_sgd_resumes_exactly_from_its_state_dict() -> None:
-    def run(steps: int, resume_at: int | None = None) -> torch.Tensor:
+def test_momentum_sgd_state_comes_from_the_base_class_and_resumes_exactly() -> None:
+    """No state_dict is written in MomentumSGD: FlatOptimizer's captures the velocity."""
+    assert "state_dict" not in vars(MomentumSGD) and "load_state_dict" not in vars(MomentumSGD)
+
+    def run_steps(steps: int, resume_at: int | None = None) -> torch.Tensor:
         torch.manual_seed(0)
         w = minidl.Parameter(torch.randn(5, dtype=torch.float64))
         opt = MomentumSGD([w], lr=0.05, momentum=0.9, weight_decay=0.01)
         for step in range(steps):
             if step == resume_at:
                 state = opt.state_dict()
+                assert set(state) == {
+                    "lr",
+                    "momentum",
+                    "dampening",
+                    "weight_decay",
+                    "nesterov",
+                    "velocity",
+                    "started",
+                }
                 opt = MomentumSGD([w], lr=0.05, momentum=0.9, weight_decay=0.01)
                 opt.load_state_dict(state)
+                assert opt.started is True
             opt.zero_grad()
             w.grad.add_(torch.cos(w.data) * 3)
             opt.step()
         return w.data.clone()
 
-    torch.testing.assert_close(run(30, resume_at=12), run(30), rtol=0, atol=0)
-    assert not torch.equal(run(30), run(29))
+    torch.testing.assert_close(run_steps(30, resume_at=12), run_steps(30), rtol=0, atol=0)
+    assert not torch.equal(run_steps(30), run_steps(29))
 
 
 def test_momentum_sgd_rejects_bad_hyperparameters() -> None:
@@ -153,10 +165,13 @@ def test_spirals_are_two_balanced_arms_half_a_turn_apart() -> None:
     assert float(wrapped.abs().max()) < 1e-4
 
 
+# --- through minidl ---------------------------------------------------------------------------
+
+
 @pytest.fixture
 def extras() -> str:
     """The plugin as minidl sees it: the installed entry point, or the module by name."""
-    return registry.load_plugin("minidl_extras")
+    return registry.load("minidl_extras")
 
 
 def test_registered_names_resolve_to_the_plugin(extras: str) -> None:
@@ -165,31 +180,61 @@ def test_registered_names_resolve_to_the_plugin(extras: str) -> None:
     assert registry.get("optimizer", "momentum_sgd") is MomentumSGD
     assert registry.get("dataset", "spirals") is spirals
     record = next(r for r in registry.plugins() if r["name"] == extras)
-    assert record["status"] == "ok"
+    assert record["error"] == ""
     assert record["registers"] == {
         "layer": ["leaky_relu"],
         "loss": ["bce"],
         "optimizer": ["momentum_sgd"],
         "dataset": ["spirals"],
     }
+    assert "register_commands" in record["hooks"]
 
 
-def test_training_on_spirals_with_every_extra(extras: str) -> None:
-    result = minidl.run(
-        dataset="spirals",
-        n_train=400,
-        n_test=200,
-        model="linear(32), leaky_relu(0.05), linear(32), leaky_relu(0.05), linear(1)",
-        loss="bce",
-        optimizer="momentum_sgd",
-        lr=0.1,
-        epochs=40,
-        batch_size=20,
-        seed=1,
-    )
+MODEL = "linear(32), leaky_relu(slope=0.05), linear(32), leaky_relu(0.05), linear(1)"
+
+
+def test_training_on_spirals_with_every_extra_and_their_settings(extras: str) -> None:
+    result = run(
+        TrainConfig(
+            dataset="spirals(noise=0.02)", n_train=400, n_test=200, model=MODEL, loss="bce",
+            optimizer="momentum_sgd(momentum=0.9, nesterov=True)", lr=0.1, epochs=40,
+            batch_size=20, seed=1,
+        )
+    )  # fmt: skip
+    assert isinstance(result.optimizer, MomentumSGD) and result.optimizer.nesterov is True
     losses = [r["train_loss"] for r in result.history]
     assert losses[-1] < 0.2 * losses[0]
     assert result.test_accuracy > 0.9  # chance is 0.5; no line separates two spirals
+
+
+def test_the_command_line_trains_saves_and_predicts(extras: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["train", "--dataset", "spirals(turns=1.0)", "--n-train", "200", "--n-test", "100",
+            "--model", MODEL, "--loss", "bce", "--optimizer", "momentum_sgd(momentum=0.8)",
+            "--lr", "0.1", "--epochs", "3", "--batch-size", "20", "--json", "--no-diagnostics"]  # fmt: skip
+    result = runner.invoke(cli, ["-p", "minidl_extras", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["config"]["optimizer"] == "momentum_sgd(momentum=0.8)"
+    # The saved model names the plugin's layer, with its setting, and loads with it.
+    layers = json.loads((tmp_path / "model.json").read_text())["layers"]
+    assert layers[1]["name"] == "leaky_relu" and layers[1]["kwargs"] == {"slope": 0.05}
+    model, _ = minidl.load_model(tmp_path)
+    predicted = runner.invoke(
+        cli, ["-p", "minidl_extras", "predict", str(tmp_path), "0.5", "0.25", "--json"]
+    )
+    assert predicted.exit_code == 0, predicted.output
+    expected = minidl.predict(model, torch.tensor([[0.5, 0.25]]))
+    assert json.loads(predicted.stdout)["predictions"][0]["output"] == expected[0].tolist()
+    # A setting the factory does not take is named, with the ones it takes.
+    bad = runner.invoke(
+        cli, ["-p", "minidl_extras", "train", "--optimizer", "momentum_sgd(moment=0.8)"]
+    )
+    assert bad.exit_code == 2
+    assert (
+        "optimizer 'momentum_sgd' has no setting 'moment'; its settings: momentum, dampening"
+        in bad.stderr
+    )
 
 
 def test_extras_info_command(extras: str) -> None:
@@ -198,3 +243,5 @@ def test_extras_info_command(extras: str) -> None:
     info = json.loads(out.output)
     assert info["plugin"] == extras
     assert info["registers"]["optimizer"] == ["momentum_sgd"]
+    through_minidl = CliRunner().invoke(cli, ["-p", "minidl_extras", "extras-info", "--json"])
+    assert json.loads(through_minidl.stdout) == info

@@ -1,12 +1,15 @@
 """minidl-extras: an example minidl plugin.
 
 minidl imports this module through the entry point in pyproject.toml and calls each
-function marked with ``@minidl.hookimpl``; each hook registers names with ``register``.
+function marked with ``@minidl.hookimpl``; each ``register_*`` hook registers names with
+``register``, and ``register_commands`` adds a command to ``minidl-run``. A factory's
+keyword arguments are its settings, given in spec syntax wherever the name is:
+``--optimizer "momentum_sgd(momentum=0.8)"``, ``--dataset "spirals(turns=1.5)"``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import click
 
 from minidl import hookimpl
 from minidl.hookspecs import Register
@@ -23,7 +26,7 @@ __all__ = ["BCEWithLogits", "LeakyReLU", "MomentumSGD", "spirals"]
 
 @hookimpl
 def register_layers(register: Register) -> None:
-    register("leaky_relu", LeakyReLU)
+    register("leaky_relu", LeakyReLU)  # the class itself, so a saved model can name it
 
 
 @hookimpl
@@ -42,5 +45,5 @@ def register_datasets(register: Register) -> None:
 
 
 @hookimpl
-def register_commands(cli: Any) -> None:
+def register_commands(cli: click.Group) -> None:
     cli.add_command(extras_info)

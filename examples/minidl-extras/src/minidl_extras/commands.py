@@ -1,19 +1,19 @@
-"""``minidl-run extras-info``: a command added through the register_commands hook."""
+"""``minidl-run extras-info``: a command, added through the register_commands hook."""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
 from minidl import registry
 
 
-def _record() -> dict:
+def _record() -> dict[str, Any]:
     """This plugin's entry in minidl's plugin list, whichever name it was loaded under."""
-    me = sys.modules[__package__ or "minidl_extras"]
-    name = registry.pm.get_name(me)
+    name = registry.get_name(sys.modules[__package__ or "minidl_extras"])
     return next((r for r in registry.plugins() if r["name"] == name), {})
 
 

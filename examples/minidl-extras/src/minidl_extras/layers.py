@@ -1,4 +1,5 @@
-"""LeakyReLU, written against the Module protocol alone: no base class."""
+"""LeakyReLU, a layer that subclasses minidl.ModuleBase: the base records the arguments it
+was made with, so a model that uses it can be saved and loaded again."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import math
 import torch
 from torch import Tensor
 
+from minidl import ModuleBase
 
-class LeakyReLU:
-    """``x`` where ``x > 0``, else ``slope * x`` (``torch.nn.LeakyReLU``'s negative_slope)."""
+
+class LeakyReLU(ModuleBase):
+    """``x`` where ``x > 0``, else ``slope * x`` (``torch.nn.LeakyReLU``'s negative_slope).
+    In a spec: ``leaky_relu``, ``leaky_relu(0.05)`` or ``leaky_relu(slope=0.05)``."""
 
     def __init__(self, slope: float = 0.01) -> None:
         if (
             isinstance(slope, bool)
-            or not isinstance(slope, (int, float))
+            or not isinstance(slope, int | float)
             or not math.isfinite(slope)
         ):
             raise ValueError(f"leaky_relu slope must be a finite number, got {slope!r}")
@@ -30,8 +34,5 @@ class LeakyReLU:
             raise RuntimeError("LeakyReLU.backward called before forward")
         return torch.where(self._positive, grad_output, grad_output * self.slope)
 
-    def parameters(self) -> list:
-        return []
-
-    def __repr__(self) -> str:
-        return f"LeakyReLU(slope={self.slope:g})"
+    def extra_repr(self) -> str:
+        return f"slope={self.slope:g}"
