@@ -90,6 +90,12 @@ class MinidlGroup(click.Group):
         """The library's own errors are click's; anything else becomes one line too."""
         try:
             return super().invoke(ctx)
+        except minidl.SpecError as e:
+            setting = getattr(e, "setting", None)
+            if setting is None:
+                raise
+            hint = f"'--{setting.replace('_', '-')}'"
+            raise click.BadParameter(one_line(e.message), param_hint=hint) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Interrupted as e:

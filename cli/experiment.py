@@ -8,8 +8,9 @@ file, a sweep or a tuning search.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,10 @@ def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
     unused = [k for k in shorthands if k not in accepted]
     if unused:
         flags = ", ".join("beta1/beta2" if k == "betas" else k for k in unused)
-        raise minidl.SpecError(f"optimizer {config.optimizer!r} takes no {flags}")
+        raise minidl.SpecError(
+            f"optimizer {config.optimizer!r} takes no {flags}; its settings: "
+            f"{', '.join(accepted) or '(none)'}"
+        )
     return minidl.create(  # type: ignore[no-any-return]
         "optimizer", config.optimizer, model.parameters(), lr=config.lr, **shorthands
     )
@@ -177,12 +181,27 @@ def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Da
     """Data, model, loss and optimizer for a config, seeded so runs are reproducible."""
     if config.dtype not in DTYPES:
         raise ValueError(f"unknown dtype {config.dtype!r}; available: {', '.join(DTYPES)}")
-    loss = make_loss(config)
-    train, test = load_data(config, loss)
+    with blame("loss"):
+        loss = make_loss(config)
+    with blame("dataset"):
+        train, test = load_data(config, loss)
     torch.manual_seed(config.seed)  # weight initialisation draws from the global generator
-    model = build_model(config, train, test)
+    with blame("model" if config.model else "hidden"):
+        model = build_model(config, train, test)
     model.to(config.device, DTYPES[config.dtype])
-    return model, loss, make_optimizer(config, model), train, test
+    with blame("optimizer"):
+        optimizer = make_optimizer(config, model)
+    return model, loss, optimizer, train, test
+
+
+@contextmanager
+def blame(setting: str) -> Iterator[None]:
+    """A spec error made here is about this TrainConfig field (the CLI names its option)."""
+    try:
+        yield
+    except minidl.SpecError as e:
+        e.setting = getattr(e, "setting", None) or setting
+        raise
 
 
 def run(
@@ -206,7 +225,8 @@ def run(
 
     config = (config or TrainConfig()).replace(**changes)
     model, loss, optimizer, train, test = setup(config)
-    schedule = make_schedule(config)
+    with blame("schedule"):
+        schedule = make_schedule(config)
     callbacks = list(callbacks)
     if config.diagnostics:
         callbacks.insert(0, Diagnostics(train, loss))

@@ -160,6 +160,7 @@ def execute(
     data_parallel: bool = False,
 ) -> RunResult:
     """Train as ``config`` says, then print and write what the options ask for."""
+    fresh = out is not None and not Path(out).exists()
     directory = out_dir(out) if out else None
     checkpoint = directory / CHECKPOINT if directory is not None else None
     if checkpoint is not None and resume is None and checkpoint.exists():
@@ -183,13 +184,13 @@ def execute(
                 resume=resume,
                 data_parallel=data_parallel,
             )
-        except Interrupted as e:
-            e.hint = hint(out)
-            raise
-        except minidl.NonFiniteError:
-            # A diverged run diverges again when resumed: it leaves nothing behind.
-            if checkpoint is not None:
-                checkpoint.unlink(missing_ok=True)
+        except BaseException as e:
+            if isinstance(e, minidl.NonFiniteError) and checkpoint is not None:
+                checkpoint.unlink(missing_ok=True)  # a diverged run would diverge again
+            if fresh and directory is not None and not any(directory.iterdir()):
+                directory.rmdir()  # a failed run leaves nothing behind
+            if isinstance(e, Interrupted):
+                e.hint = hint(out)
             raise
     wrong = wrong_examples(result)
     files = save_run(directory, result, wrong) if directory is not None else []
