@@ -1,29 +1,24 @@
 """The plugin manager: pluggy's, plus the little pluggy lacks.
 
-Plugins are installed distributions' entry points in the ``minidl`` group (minidl's own
-built-ins among them), and for one run a ``.py`` file or a dotted module
-(:meth:`Registry.load`). What pluggy does not do is written here: loading each plugin in
-isolation (one that raises, even ``SystemExit``, is *broken*: unregistered, named in one
-warning, and every other plugin keeps working), one-file plugins, and the name tables,
-which know every plugin claiming a name so a clash names both.
+Plugins are the entry points of installed distributions in the ``minidl`` group (minidl's
+own built-ins among them) and, for one run, a ``.py`` file or a dotted module
+(:meth:`Registry.load`). Written here is only what pluggy does not do: loading each plugin
+in isolation (one that raises, even ``SystemExit``, is *broken*: unregistered, named in one
+warning, and every other plugin keeps working), one-file plugins, and name tables that
+know every plugin claiming a name, so that a clash names both.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
 import inspect
 import operator
 import os
 import re
-import sys
-import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +26,11 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicateNameError, PluginError, UnknownNameError
+from .loading import describe, import_file, import_module
 
 ENTRY_POINT_GROUP = "minidl"
-#: Comma-separated names of installed plugins to load; set but empty loads none.
-#: minidl's own plugins always load.
+#: Comma-separated names of installed plugins to load (set but empty: none); minidl's own
+#: plugins always load.
 PLUGINS_ENV = "MINIDL_PLUGINS"
 #: kind -> the hook that fills its table
 KINDS = {
@@ -59,36 +55,6 @@ class Entry:
     rivals: list[str] = field(default_factory=list)  # other plugins claiming the same name
 
 
-def describe(e: BaseException, filename: str | None = None) -> str:
-    """``Type: message (where)`` on one line: the deepest frame in ``filename`` (the
-    plugin's own file) or else outside importlib."""
-    if isinstance(e, PluginError):
-        return e.message
-    if isinstance(e, SyntaxError) and e.lineno is not None:
-        return f"syntax error in {Path(e.filename or '?').name} at line {e.lineno}: {e.msg}"
-    if isinstance(e, pluggy.PluginValidationError):
-        lines = str(e).splitlines()
-        if lines[0].startswith("unknown hook"):
-            hook = lines[0].split("'")[1]
-            close = difflib.get_close_matches(hook, [*KINDS.values(), "register_commands"], 1)
-            return f"unknown hook {hook!r}" + (f"; did you mean {close[0]!r}?" if close else "")
-        return "; ".join(line.strip() for line in lines[1:] if line.strip())
-    frames = [
-        f
-        for f in traceback.extract_tb(e.__traceback__)
-        if (
-            f.filename == filename
-            if filename
-            else f.filename[:1] != "<" and f"{os.sep}importlib{os.sep}" not in f.filename
-        )
-    ]
-    where = ""
-    if frames:
-        place = "" if filename else "/".join(Path(frames[-1].filename).parts[-2:]) + ", "
-        where = f" ({place}line {frames[-1].lineno})"
-    return f"{type(e).__name__}: {' '.join(str(e).split()) or '(no message)'}{where}"
-
-
 class Registry(pluggy.PluginManager):
     """minidl's plugin manager; :data:`registry` is the one instance."""
 
@@ -109,11 +75,6 @@ class Registry(pluggy.PluginManager):
                 return {}
         return opts
 
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            warnings.warn(message, PluginWarning, stacklevel=4)
-
     @contextmanager
     def guard(self, name: str, doing: str, strict: bool = False) -> Iterator[None]:
         """Run a plugin's code: anything it raises, ``SystemExit`` included, breaks that
@@ -121,14 +82,15 @@ class Registry(pluggy.PluginManager):
         try:
             yield
         except (Exception, SystemExit) as e:
-            file = name if name.endswith(".py") else None
-            message = f'Error {doing} plugin "{name}": {describe(e, file)}'
+            message = f'Error {doing} plugin "{name}": {describe(e, name if name.endswith(".py") else None)}'
             self.errors[name] = message
             if self.has_plugin(name):
                 self.unregister(name=name)
-            if name in self._builtins() or strict:
+            if strict or self.builtin(name):
                 raise PluginError(message) from None
-            self._warn(message)
+            if message not in self._warned:
+                self._warned.add(message)
+                warnings.warn(message, PluginWarning, stacklevel=3)
 
     def add(self, plugin: object, name: str, source: str, strict: bool = False) -> None:
         """Register one plugin object, checking its hooks; a bad one is broken."""
@@ -136,6 +98,19 @@ class Registry(pluggy.PluginManager):
         with self.guard(name, "in", strict):
             self.register(plugin, name=name)
             self.check_pending()
+
+    def builtin(self, name: str) -> bool:
+        """Whether the plugin is minidl's own (those always load and cannot be blocked)."""
+        self.installed()
+        return self.sources.get(name) == "builtin"
+
+    def installed(self) -> dict[str, EntryPoint]:
+        """Every installed plugin's entry point by name; minidl's own are marked builtin."""
+        found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        for name, ep in found.items():
+            if ep.dist is not None and ep.dist.name == "minidl":
+                self.sources[name] = "builtin"
+        return found
 
     def load_plugins(self) -> None:
         """Register every installed plugin, once: minidl's own, and the others that
@@ -145,18 +120,20 @@ class Registry(pluggy.PluginManager):
         self._loaded = True
         selected = os.environ.get(PLUGINS_ENV)
         chosen = None if selected is None else {s.strip() for s in selected.split(",")} - {""}
-        installed = entry_points(group=ENTRY_POINT_GROUP)
-        for name in sorted((chosen or set()) - set(installed.names)):
-            self._warn(f"{PLUGINS_ENV} names {name!r}, which is not an installed plugin")
-        for ep in installed:
-            builtin = ep.dist is not None and ep.dist.name == "minidl"
-            if builtin or chosen is None or ep.name in chosen:
-                self._load_entry_point(ep.name, "builtin" if builtin else "entry point")
+        installed = self.installed()
+        for name in sorted((chosen or set()) - set(installed)):
+            message = f"{PLUGINS_ENV} names {name!r}, which is not an installed plugin"
+            warnings.warn(message, PluginWarning, stacklevel=2)
+        for name in installed:
+            if self.sources.get(name) == "builtin" or chosen is None or name in chosen:
+                self._load_entry_point(name)
 
-    def _load_entry_point(self, name: str, source: str, strict: bool = False) -> None:
+    def _load_entry_point(self, name: str, strict: bool = False) -> None:
+        if strict and name in self.errors:
+            raise PluginError(self.errors[name])
         if self.has_plugin(name) or self.is_blocked(name) or name in self.errors:
             return
-        self.sources.setdefault(name, source)
+        self.sources.setdefault(name, "entry point")
         with self.guard(name, "importing", strict):
             self.load_setuptools_entrypoints(ENTRY_POINT_GROUP, name=name)
             self.check_pending()
@@ -168,23 +145,23 @@ class Registry(pluggy.PluginManager):
         spec = spec.strip()
         if spec.startswith("no:"):
             return self.block(spec[3:].strip())
-        self.load_plugins()
-        if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        name = spec
+        if spec in self.installed():  # before the others: it fails once, here, if at all
+            if self.is_blocked(spec):
+                raise PluginError(f'plugin "{spec}" is blocked for this run by no:{spec}')
+            self._load_entry_point(spec, strict=True)
+            self.load_plugins()
+        elif spec.endswith(".py") or os.sep in spec or "/" in spec:
+            self.load_plugins()
             name = str(Path(spec).expanduser().resolve())
             if not self.has_plugin(name):
                 with self.guard(name, "importing", strict=True):
-                    module = _import_file(Path(name))
+                    module = import_file(Path(name))
                 self.add(module, name, "file", strict=True)
-        elif spec in entry_points(group=ENTRY_POINT_GROUP).names:
-            name = spec
-            if self.is_blocked(name):
-                raise PluginError(f'plugin "{name}" is blocked for this run by no:{name}')
-            self._load_entry_point(name, "entry point", strict=True)
-            if name in self.errors and not self.has_plugin(name):
-                raise PluginError(self.errors[name])
         else:
+            self.load_plugins()
             with self.guard(spec, "importing", strict=True):
-                module = _import_module(spec, sorted(self._installed()))
+                module = import_module(spec, self.installed())
             name = self.get_name(module) or spec  # an installed plugin, named by its module
             if not self.has_plugin(name):
                 self.add(module, name, "module", strict=True)
@@ -193,34 +170,26 @@ class Registry(pluggy.PluginManager):
 
     def block(self, name: str) -> str:
         """Keep an installed plugin from loading in this process (unregister it if loaded)."""
-        if name in self._builtins():
+        installed = self.installed()
+        if self.builtin(name):
             raise PluginError(f'cannot block "{name}": minidl\'s own plugins always load')
-        installed = sorted(self._installed())
         if name not in installed and not self.has_plugin(name):
+            others = [n for n in installed if self.sources.get(n) != "builtin"]
             raise PluginError(
                 f'cannot block "{name}": no plugin has that name; installed: '
-                f"{', '.join(installed) or '(none)'}"
+                f"{', '.join(sorted(others)) or '(none)'}"
             )
         self.set_blocked(name)
         return name
-
-    def _builtins(self) -> set[str]:
-        own = {n for n, source in self.sources.items() if source == "builtin"}
-        eps = entry_points(group=ENTRY_POINT_GROUP)
-        return own | {ep.name for ep in eps if ep.dist is not None and ep.dist.name == "minidl"}
-
-    def _installed(self) -> set[str]:
-        return set(entry_points(group=ENTRY_POINT_GROUP).names) - self._builtins()
 
     def tables(self) -> dict[str, dict[str, Entry]]:
         """kind -> name -> Entry, rebuilt whenever the set of registered plugins changes."""
         self.load_plugins()
         while True:
+            # The plugin objects themselves, not their ids: ids of dead objects get reused.
             key = [p for _, p in self.list_name_plugin() if p is not None]
             cached_key, cached = self._tables
-            # The objects, not their ids: ids of dead objects get reused.
-            same = len(key) == len(cached_key) and all(map(operator.is_, key, cached_key))
-            if cached and same:
+            if cached and len(key) == len(cached_key) and all(map(operator.is_, key, cached_key)):
                 return cached
             tables = self._collect()
             if tables is not None:
@@ -270,39 +239,6 @@ class Registry(pluggy.PluginManager):
         """The name under which ``factory`` (a layer's class, say) is registered."""
         return next((n for n, e in self.table(kind).items() if e.factory is factory), None)
 
-    def plugins(self) -> list[dict[str, Any]]:
-        """One record per plugin, loaded or broken: ``name``, ``source``, ``distribution``,
-        ``version``, ``hooks``, ``registers`` (kind -> names), ``conflicts`` and ``error``."""
-        tables = self.tables()
-        dists = {self.get_name(p): d for p, d in self.list_plugin_distinfo()}
-        records = []
-        for name, plugin in self.list_name_plugin():
-            if plugin is None:
-                continue  # blocked
-            mine = {
-                kind: sorted(n for n, e in table.items() if name in (e.plugin, *e.rivals))
-                for kind, table in tables.items()
-            }
-            dist = dists.get(name)
-            records.append(
-                {
-                    "name": name,
-                    "source": self.sources.get(name, "module"),
-                    "distribution": dist.project_name if dist else "",
-                    "version": dist.version if dist else "",
-                    "hooks": sorted(h.name for h in self.get_hookcallers(plugin) or []),
-                    "registers": {k: v for k, v in mine.items() if v},
-                    "conflicts": [
-                        f"{k} {n}" for k, v in mine.items() for n in v if tables[k][n].rivals
-                    ],
-                    "error": "",
-                }
-            )
-        for name, error in self.errors.items():
-            if not self.has_plugin(name):
-                records.append({"name": name, "source": self.sources.get(name, ""), "error": error})
-        return records
-
     def reset(self) -> None:
         """Forget every plugin, block and error: as if freshly imported (for tests)."""
         for name, plugin in self.list_name_plugin():
@@ -310,10 +246,8 @@ class Registry(pluggy.PluginManager):
                 self.unblock(name)
             else:
                 self.unregister(plugin=plugin, name=name)
-        self._plugin_distinfo.clear()
-        self.errors.clear()
-        self.sources.clear()
-        self._warned.clear()
+        for store in (self._plugin_distinfo, self.errors, self.sources, self._warned):
+            store.clear()
         self._loaded = False
 
 
@@ -331,37 +265,6 @@ def _registrar(kind: str, mine: dict[str, Callable[..., Any]]) -> Callable[..., 
         mine[name.lower()] = factory
 
     return register
-
-
-def _import_module(spec: str, installed: list[str]) -> object:
-    try:
-        found = importlib.util.find_spec(spec)
-    except ModuleNotFoundError:
-        found = None
-    if found is None:
-        raise PluginError(
-            f"no such file, installed plugin or module (installed plugins: "
-            f"{', '.join(installed) or 'none'})"
-        )
-    return importlib.import_module(spec)
-
-
-def _import_file(path: Path) -> object:
-    if not path.is_file():
-        raise PluginError("it is a directory" if path.is_dir() else "no such file")
-    # One module name per file, so two files with the same stem do not replace each other.
-    modname = f"minidl_plugin_{re.sub(r'[^0-9a-zA-Z_]', '_', str(path))}"
-    module_spec = importlib.util.spec_from_file_location(modname, path)
-    if module_spec is None or module_spec.loader is None:
-        raise PluginError("not a Python file")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[modname] = module
-    try:
-        module_spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[modname]
-        raise
-    return module
 
 
 #: The one plugin manager.

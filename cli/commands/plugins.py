@@ -12,17 +12,48 @@ from minidl.spec import settings
 from ..output import echo_json
 
 
-def listing() -> list[dict[str, Any]]:
-    """The registry's records, built-ins first, each name with its settings and defaults."""
-    tables = minidl.registry.tables()
-    records = sorted(minidl.registry.plugins(), key=lambda r: (r["source"] != "builtin", r["name"]))
-    for r in records:
-        r["status"] = "broken" if r["error"] else "ok"
-        r["settings"] = {
-            kind: {name: _plain(settings(tables[kind][name].factory, kind)) for name in names}
-            for kind, names in r.get("registers", {}).items()
+def records() -> list[dict[str, Any]]:
+    """One record per plugin, loaded or broken, built-ins first: ``name``, ``source``
+    (builtin, entry point, file, module), ``distribution``, ``version``, ``hooks``,
+    ``registers`` (kind -> names), ``settings`` (kind -> name -> setting -> default),
+    ``conflicts`` (names another plugin claims too), ``status`` and ``error``."""
+    registry = minidl.registry
+    tables = registry.tables()
+    dists = {registry.get_name(p): d for p, d in registry.list_plugin_distinfo()}
+    found = []
+    for name, plugin in registry.list_name_plugin():
+        if plugin is None:
+            continue  # blocked
+        mine = {
+            kind: sorted(n for n, e in table.items() if name in (e.plugin, *e.rivals))
+            for kind, table in tables.items()
         }
-    return records
+        mine = {kind: names for kind, names in mine.items() if names}
+        dist = dists.get(name)
+        found.append(
+            {
+                "name": name,
+                "source": registry.sources.get(name, "module"),
+                "distribution": dist.project_name if dist else "",
+                "version": dist.version if dist else "",
+                "hooks": sorted(h.name for h in registry.get_hookcallers(plugin) or []),
+                "registers": mine,
+                "settings": {
+                    kind: {n: _plain(settings(tables[kind][n].factory, kind)) for n in names}
+                    for kind, names in mine.items()
+                },
+                "conflicts": [
+                    f"{k} {n}" for k, v in mine.items() for n in v if tables[k][n].rivals
+                ],
+                "status": "ok",
+                "error": "",
+            }
+        )
+    for name, error in registry.errors.items():
+        if not registry.has_plugin(name):
+            source = registry.sources.get(name, "")
+            found.append({"name": name, "source": source, "status": "broken", "error": error})
+    return sorted(found, key=lambda r: (r["source"] != "builtin", r["name"]))
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
@@ -41,11 +72,11 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 def plugins(as_json: bool) -> None:
     """List plugins: name, distribution and version, hooks, the names each registers by
     kind (with their settings), and status (ok, or broken with its error)."""
-    records = listing()
+    listed = records()
     if as_json:
-        echo_json({"plugins": records})
+        echo_json({"plugins": listed})
         return
-    for r in records:
+    for r in listed:
         origin = (
             f"{r.get('distribution', '')} {r.get('version', '')}".strip() or "loaded for this run"
         )

@@ -16,6 +16,7 @@ from minidl_extras.commands import extras_info
 import minidl
 from minidl import registry
 from minidl.cli import TrainConfig, cli, run
+from minidl.cli.commands.plugins import records
 from minidl.testing import check_dataset, check_layer, check_loss, check_optimizer
 
 
@@ -179,7 +180,7 @@ def test_registered_names_resolve_to_the_plugin(extras: str) -> None:
     assert registry.get("loss", "bce") is BCEWithLogits
     assert registry.get("optimizer", "momentum_sgd") is MomentumSGD
     assert registry.get("dataset", "spirals") is spirals
-    record = next(r for r in registry.plugins() if r["name"] == extras)
+    record = next(r for r in records() if r["name"] == extras)
     assert record["error"] == ""
     assert record["registers"] == {
         "layer": ["leaky_relu"],

@@ -9,12 +9,13 @@ from typing import Any
 import click
 
 from minidl import registry
+from minidl.cli.commands.plugins import records
 
 
 def _record() -> dict[str, Any]:
     """This plugin's entry in minidl's plugin list, whichever name it was loaded under."""
     name = registry.get_name(sys.modules[__package__ or "minidl_extras"])
-    return next((r for r in registry.plugins() if r["name"] == name), {})
+    return next((r for r in records() if r["name"] == name), {})
 
 
 @click.command("extras-info")
