@@ -3,6 +3,7 @@ completion and "Available names"), model specs, comma-separated lists, devices."
 
 from __future__ import annotations
 
+import ast
 import inspect
 import math
 from typing import Any
@@ -99,9 +100,12 @@ class CommaList(click.ParamType):
             parts = list(value)
         elif isinstance(self.item, Name) and self.item.specs:
             try:
-                parts = [str(s) for s in parse(str(value), f"{self.item.kind} list")]
+                parse(str(value), f"{self.item.kind} list")
             except minidl.SpecError as e:
                 self.fail(one_line(e.message), param, ctx)
+            # Each item as the user wrote it: its place in the list the parser read.
+            tree = ast.parse(f"[{value}]", mode="eval").body
+            parts = [ast.get_source_segment(f"[{value}]", node) for node in tree.elts]  # type: ignore[attr-defined]
         else:
             parts = [p.strip() for p in str(value).split(",") if p.strip()]
         if not parts:
