@@ -299,12 +299,12 @@ def test_cli_model_rows_are_optimizers_and_rerun_reproduces(invoke: Callable[...
     ]
     document = json.loads(invoke("tune", *args, "--json").stdout)
     assert [(r["label"], r["activation"], r["report_mean"]) for r in document["rows"]] == [
-        ("sgd", None, None), ("adam(eps=1e-06)", None, None),  # the spec as parsed
+        ("sgd", None, None), ("adam(eps=1e-6)", None, None),  # the spec as parsed
     ]  # fmt: skip
     assert document["notes"] == [] and document["config"]["model"] == MLP
     row = document["rows"][1]
     s = row["settings"]
-    config = TrainConfig(model=MLP, optimizer="adam(eps=1e-06)", n_train=80, n_test=40, **s)
+    config = TrainConfig(model=MLP, optimizer="adam(eps=1e-6)", n_train=80, n_test=40, **s)
     assert row["accuracies"] == [run(config.replace(seed=r)).test_accuracy for r in (0, 1)]
     text = invoke("tune", *args).stdout.splitlines()
     assert text[1].split()[:2] == ["optimizer", "standardize"] and "report" not in text[1]
