@@ -7,7 +7,8 @@ never records a graph, but it leaves torch's global grad mode as it found it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -45,7 +46,12 @@ def accuracy(prediction: Tensor, target: Tensor) -> float:
             f"targets of shape {tuple(target.shape)} cannot score {outputs} output(s): give "
             f"{outputs} target column(s), or class indices of shape (N,) as int64"
         )
-    correct = labels(prediction) == labels(target)
+    if columns == 1 and prediction.dim() == 2:
+        # One column each (the seed's task): the thresholded columns compared as they are,
+        # the same count as their int64 labels without making them (fit scores every epoch).
+        correct = (prediction > 0.5) == (target > 0.5)
+    else:
+        correct = labels(prediction) == labels(target)
     if correct.numel() == 0:
         return math.nan
     # An exact count over n: a third of the time of a float mean (fit calls this often).
@@ -59,17 +65,15 @@ def model_dtype_device(model: Module) -> tuple[torch.dtype, torch.device]:
     return params[0].data.dtype, params[0].data.device
 
 
-class _eval_mode:
+@contextmanager
+def _eval_mode(model: Module) -> Iterator[None]:
     """The model in eval mode for a block, then back in the mode it had."""
-
-    def __init__(self, model: Module) -> None:
-        self.model, self.was = model, getattr(model, "training", True)
-
-    def __enter__(self) -> None:
-        set_mode(self.model, False)
-
-    def __exit__(self, *exc: object) -> None:
-        set_mode(self.model, self.was)
+    was = getattr(model, "training", True)
+    set_mode(model, False)
+    try:
+        yield
+    finally:
+        set_mode(model, was)
 
 
 @torch.no_grad()
@@ -83,21 +87,25 @@ def predict(model: Module, x: Tensor) -> Tensor:
 @torch.no_grad()
 def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``data`` in eval mode, in chunks to bound memory."""
+    with _eval_mode(model):
+        return _scores(model, loss, data, chunk)
+
+
+def _scores(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
     score = getattr(loss, "accuracy", accuracy)
     total_loss = total_correct = 0.0
     n = data.x.shape[0]  # shape, not len(): Tensor.__len__ is Python code (fit calls this often)
-    with _eval_mode(model):
-        for start in range(0, n, chunk):
-            # One chunk, the usual case, is the data itself: no slices to make.
-            x, y = (
-                (data.x, data.y)
-                if n <= chunk
-                else (data.x[start : start + chunk], data.y[start : start + chunk])
-            )
-            size = x.shape[0]
-            prediction = model.forward(x)
-            total_loss += float(loss.forward(prediction, y)) * size
-            total_correct += score(prediction, y) * size
+    for start in range(0, n, chunk):
+        # One chunk, the usual case, is the data itself: no slices to make.
+        x, y = (
+            (data.x, data.y)
+            if n <= chunk
+            else (data.x[start : start + chunk], data.y[start : start + chunk])
+        )
+        size = x.shape[0]
+        prediction = model.forward(x)
+        total_loss += float(loss.forward(prediction, y)) * size
+        total_correct += score(prediction, y) * size
     return total_loss / n, total_correct / n
 
 
@@ -193,11 +201,12 @@ def _epoch_record(
     if not evaluated:
         record["train_loss"] = float(losses.mean())
         return record
-    record["train_loss"], record["train_accuracy"] = evaluate(model, loss, train)
+    set_mode(model, False)  # once for both evaluations; the next epoch switches back
+    record["train_loss"], record["train_accuracy"] = _scores(model, loss, train)
     if not math.isfinite(record["train_loss"]):
         raise DivergenceError(epoch, len(step_losses), optimizer.lr)
     if test is not None:
-        record["test_loss"], record["test_accuracy"] = evaluate(model, loss, test)
+        record["test_loss"], record["test_accuracy"] = _scores(model, loss, test)
         if not math.isfinite(record["test_loss"]):
             raise NonFiniteError(
                 f"the test loss is {record['test_loss']} after epoch {epoch}, while the training "
