@@ -1,11 +1,14 @@
 """minidl against PyTorch's own training loop, side by side in one process.
 
-    python -m benchmarks.bench            # the full benchmark (a few minutes)
-    python -m benchmarks.bench --quick    # a smoke run on tiny sizes (seconds)
+    python -m benchmarks.bench                # the full benchmark (a few minutes)
+    python -m benchmarks.bench --quick        # a smoke run on tiny sizes (seconds)
+    python -m benchmarks.bench --save         # also write benchmarks/results/bench.{json,md}
+    python -m benchmarks.bench --out DIR      # ... or into DIR
 
 Every case trains the same network from the same initial weights on the same data, with one
 thread, in interleaved rounds (each contender in turn, the order rotating), and reports the
-median over rounds of each per-round ratio. Writes bench.json and bench.md to --out.
+median over rounds of each per-round ratio. It prints its tables; it writes bench.json and
+bench.md only when asked, with --out DIR or --save.
 """
 
 from __future__ import annotations
@@ -29,32 +32,29 @@ if __package__ in (None, ""):  # run as `python benchmarks/bench.py`
     __package__ = "benchmarks"  # noqa: A001
 
 import minidl  # noqa: E402
+from minidl.cli.experiment import TrainConfig, setup  # noqa: E402
+from minidl.cli.sweep import TABLE_I, Row, round_config  # noqa: E402
+from minidl.plugins.datasets import disc  # noqa: E402
 
+from . import convnet  # noqa: E402
 from .contenders import (  # noqa: E402
+    Contender,
     Net,
-    Runner,
     Training,
+    interleave,
     make_fit,
     make_floor,
     make_minidl,
     make_twin,
-    twin_model,
-    twin_optimizer,
 )
+from .twin import LOSSES, torch_optimizer, torch_twin, twin_fit  # noqa: E402
 
 SEED_NET = Net((2, 25, 25, 25, 1))
 WIDE_NET = Net((2, 1024, 1024, 1024, 1))
+#: --quick's stand-in for the wide network (a step of the real one takes 0.1 s).
+QUICK_WIDE_NET = Net((2, 128, 128, 128, 1))
 LR = {"sgd": 0.1, "adam": 1e-3}
-
-#: The seed report's Table I: activation, optimizer, learning rate, betas.
-TABLE_I = [
-    ("relu", "sgd", 0.5, (0.9, 0.999)),
-    ("sigmoid", "sgd", 0.1, (0.9, 0.999)),
-    ("tanh", "sgd", 0.9, (0.9, 0.999)),
-    ("relu", "adam", 1e-3, (0.9, 0.999)),
-    ("sigmoid", "adam", 1e-3, (0.9, 0.999)),
-    ("tanh", "adam", 0.1, (0.5, 0.999)),
-]
+RESULTS = Path(__file__).parent / "results"
 
 CONTENDERS = ("twin", "minidl", "fit", "floor")
 #: ratio name -> (numerator, denominator); "twin/minidl" > 1 means minidl is faster.
@@ -64,36 +64,83 @@ RATIOS = {
     "minidl/floor": ("minidl", "floor"),
     "fit/floor": ("fit", "floor"),
 }
+#: The convnet row's label (its network is benchmarks/convnet.py's SPEC).
+CONVNET = f"convnet b={convnet.BATCH} adam"
+
+#: make(args, steps_per_epoch) -> the case's contenders by name (some of CONTENDERS)
+Make = Callable[[argparse.Namespace, int], dict[str, Contender]]
 
 
-def step_cases(quick: bool) -> list[dict[str, Any]]:
-    """Each case: its label, network, batch, optimizer and targets (ratio -> (op, bound))."""
+def mlp_make(net: Net, batch: int, optimizer: str) -> Make:
+    def make(args: argparse.Namespace, steps_per_epoch: int) -> dict[str, Contender]:
+        t = Training(net, optimizer, LR[optimizer], dtype=torch.float32, device=args.device)
+        data = disc(batch, torch.Generator().manual_seed(1))
+        x, y = data.x.to(args.device), data.y.to(args.device)
+        return {
+            "twin": make_twin(t, x, y),
+            "minidl": make_minidl(t, x, y),
+            # fit shuffles a dataset of a few batches; ~10 epochs per block amortise its
+            # final evaluation and per-epoch work to a few percent.
+            "fit": make_fit(t, x, y, steps_per_epoch),
+            "floor": make_floor(t, x, y),
+        }
+
+    return make
+
+
+def convnet_make(args: argparse.Namespace, steps_per_epoch: int) -> dict[str, Contender]:
+    contenders = convnet.make_contenders(
+        convnet.BATCH, torch.float32, args.device, fit_steps_per_epoch=steps_per_epoch
+    )
+    return {name: contenders[name] for name in CONTENDERS if name in contenders}
+
+
+def step_cases(parts: set[str], quick: bool = False) -> list[dict[str, Any]]:
+    """Each case: its label, network, batch, optimizer, contenders and targets
+    (ratio -> (op, bound)). ``quick`` makes the wide network a narrower one."""
     cases = []
-    for optimizer in ("sgd", "adam"):
-        for batch in (1, 10, 100, 1000, 10000):
-            targets: dict[str, tuple[str, float]] = {}
-            if batch <= 100:
-                targets["twin/minidl"] = (">=", 3.0)
-            elif batch == 10000:
-                targets["twin/minidl"] = (">=", 1.2)
-            targets["minidl/floor"] = ("<=", 1.25)
+    wide_net = QUICK_WIDE_NET if quick else WIDE_NET
+    if "steps" in parts:
+        for optimizer in ("sgd", "adam"):
+            for batch in (1, 10, 100, 1000, 10000):
+                targets: dict[str, tuple[str, float]] = {}
+                if batch <= 100:
+                    targets["twin/minidl"] = (">=", 3.0)
+                elif batch == 10000:
+                    targets["twin/minidl"] = (">=", 1.2)
+                targets["minidl/floor"] = ("<=", 1.25)
+                cases.append(
+                    {
+                        "label": f"{SEED_NET.label} b={batch} {optimizer}",
+                        "net": SEED_NET.label,
+                        "batch": batch,
+                        "optimizer": optimizer,
+                        "make": mlp_make(SEED_NET, batch, optimizer),
+                        "targets": targets,
+                    }
+                )
+        for optimizer in ("sgd", "adam"):
             cases.append(
                 {
-                    "label": f"{SEED_NET.label} b={batch} {optimizer}",
-                    "net": SEED_NET,
-                    "batch": batch,
+                    "label": f"{wide_net.label} b=1000 {optimizer}",
+                    "net": wide_net.label,
+                    "batch": 1000,
                     "optimizer": optimizer,
-                    "targets": targets,
+                    "make": mlp_make(wide_net, 1000, optimizer),
+                    "targets": {"twin/minidl": (">=", 1.0), "minidl/floor": ("<=", 1.25)},
+                    "wide": True,
                 }
             )
-    for optimizer in ("sgd", "adam"):
+    if "convnet" in parts:
         cases.append(
             {
-                "label": f"{WIDE_NET.label} b=1000 {optimizer}",
-                "net": WIDE_NET,
-                "batch": 1000,
-                "optimizer": optimizer,
-                "targets": {"twin/minidl": (">=", 1.0), "minidl/floor": ("<=", 1.25)},
+                "label": CONVNET,
+                "net": "convnet",
+                "batch": convnet.BATCH,
+                "optimizer": "adam",
+                "make": convnet_make,
+                "targets": {"twin/minidl": (">=", convnet.TARGET)},
+                "unavailable": convnet.unavailable(),
             }
         )
     return cases
@@ -116,57 +163,34 @@ def clock(args: argparse.Namespace) -> Callable[[], float]:
     return time.thread_time if args.clock == "cpu" else time.perf_counter
 
 
-def timed(run: Runner, n: int, sync: Callable[[], None], now: Callable[[], float]) -> float:
-    """Seconds per step of ``run(n)``."""
-    sync()
-    start = now()
-    done = run(n)
-    sync()
-    return (now() - start) / done
-
-
 def time_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    training = Training(
-        case["net"],
-        case["optimizer"],
-        LR[case["optimizer"]],
-        dtype=torch.float32,
-        device=args.device,
-    )
-    data = minidl.data.disc(case["batch"], torch.Generator().manual_seed(1))
-    x, y = data.x.to(args.device), data.y.to(args.device)
     sync, now = synchronizer(args.device), clock(args)
+    make: Make = case["make"]
+    contenders = make(args, 1)
     # Calibrate on the twin: how many steps fill a block of --block seconds.
-    twin = make_twin(training, x, y)
+    twin = contenders["twin"].run
     twin(2)
-    per_step = timed(twin, 3, sync, now)
-    wide = case["net"] is WIDE_NET
+    per_step = interleave({"twin": twin}, 3, 1, now, sync)["twin"][0]
+    wide = case.get("wide", False)
     min_steps = 1 if args.quick else (3 if wide else 10)
     n = max(min_steps, round(args.block / per_step))
-    runners: dict[str, Runner] = {
-        "twin": twin,
-        "minidl": make_minidl(training, x, y),
-        # fit shuffles a dataset of a few batches; ~10 epochs per block amortise its final
-        # evaluation and per-epoch work to a few percent.
-        "fit": make_fit(training, x, y, steps_per_epoch=max(1, min(10, n // 10))),
-        "floor": make_floor(training, x, y),
-    }
+    steps_per_epoch = max(1, min(10, n // 10))
+    if steps_per_epoch != 1:
+        contenders = make(args, steps_per_epoch)
+    runners = {name: contenders[name].run for name in CONTENDERS if name in contenders}
     for run in runners.values():
         run(min_steps)  # warm up: first-call allocations, caches
     rounds = args.rounds if not wide else max(3, args.rounds // 3)
-    times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
-    for r in range(rounds):
-        order = CONTENDERS[r % 4 :] + CONTENDERS[: r % 4]  # nobody always goes first
-        for name in order:
-            times[name].append(timed(runners[name], n, sync, now))
+    times = interleave(runners, n, rounds, now, sync)
     ratios = {
         name: statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
         for name, (num, den) in RATIOS.items()
+        if num in times and den in times
     }
     checks = {name: meets(ratios[name], t) for name, t in case["targets"].items()}
     return {
         "case": case["label"],
-        "net": case["net"].label,
+        "net": case["net"],
         "batch": case["batch"],
         "optimizer": case["optimizer"],
         "rounds": rounds,
@@ -179,73 +203,39 @@ def time_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def twin_fit(
-    net: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    train: minidl.Dataset,
-    test: minidl.Dataset,
-    epochs: int,
-    batch_size: int,
-    seed: int,
-) -> list[dict[str, float]]:
-    """The seed's training loop written with torch.nn, autograd and torch.optim: the same
-    shuffling as minidl.fit, train and test loss and accuracy after every epoch."""
-    loss_fn = torch.nn.MSELoss()
-    generator = torch.Generator().manual_seed(seed)
-    history = []
-    with torch.enable_grad():
-        for epoch in range(1, epochs + 1):
-            order = torch.randperm(len(train), generator=generator).to(train.x.device)
-            x_all, y_all = train.x[order], train.y[order]
-            for start in range(0, len(train), batch_size):
-                x, y = x_all[start : start + batch_size], y_all[start : start + batch_size]
-                optimizer.zero_grad()
-                loss = loss_fn(net(x), y)
-                loss.backward()
-                optimizer.step()
-            record: dict[str, float] = {"epoch": epoch}
-            with torch.no_grad():
-                for part, d in (("train", train), ("test", test)):
-                    prediction = net(d.x)
-                    record[f"{part}_loss"] = loss_fn(prediction, d.y).item()
-                    correct = (prediction > 0.5) == (d.y > 0.5)
-                    record[f"{part}_accuracy"] = correct.double().mean().item()
-            history.append(record)
-    return history
-
-
 def sweep_training(
-    activation: str,
-    optimizer: str,
-    lr: float,
-    betas: tuple[float, float],
-    seed: int,
-    args: argparse.Namespace,
-    twin_first: bool,
+    row: Row, seed: int, args: argparse.Namespace, twin_first: bool
 ) -> dict[str, tuple[float, float]]:
-    """One Table I training by minidl.fit and by the twin, from the same weights and data:
+    """One Table I training (row, round ``seed``) by minidl.fit and by the twin's loop
+    (benchmarks/twin.py's twin_fit), from the same weights and data:
     name -> (seconds, final test accuracy)."""
-    config = minidl.TrainConfig(
-        activation=activation,
-        optimizer=optimizer,
-        lr=lr,
-        beta1=betas[0] if optimizer == "adam" else None,
-        beta2=betas[1] if optimizer == "adam" else None,
-        epochs=args.sweep_epochs,
-        batch_size=100,
-        seed=seed,
-        device=args.device,
-    )
-    model, loss, opt, train, test = minidl.experiment.setup(config)
-    training = Training(Net(SEED_NET.sizes, activation), optimizer, lr, betas, seed=seed)
-    net = twin_model(training).to(args.device)
-    twin_opt = twin_optimizer(training, net)
+    config = round_config(TrainConfig(epochs=args.sweep_epochs, device=args.device), row, seed)
+    model, loss, optimizer, train, test = setup(config)
+    net = torch_twin(model)  # before training: the same initial weights
+    settings = {"betas": (optimizer.beta1, optimizer.beta2)} if config.optimizer == "adam" else {}
+    twin_optimizer = torch_optimizer(config.optimizer, net.parameters(), config.lr, **settings)
     train, test = train.to(args.device), test.to(args.device)
     runs = {
         "minidl": lambda: minidl.fit(
-            model, loss, opt, train, test, epochs=config.epochs, batch_size=100, seed=seed
+            model,
+            loss,
+            optimizer,
+            train,
+            test,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=config.seed,
         ),
-        "twin": lambda: twin_fit(net, twin_opt, train, test, config.epochs, 100, seed),
+        "twin": lambda: twin_fit(
+            net,
+            twin_optimizer,
+            train,
+            test,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            loss=LOSSES[type(loss)],
+        ),
     }
     sync, now = synchronizer(args.device), clock(args)
     result = {}
@@ -259,24 +249,23 @@ def sweep_training(
 
 
 def time_sweep(args: argparse.Namespace) -> dict[str, Any]:
-    """Table I: 6 configurations x rounds (seeds), each trained by minidl.fit and by the twin,
-    alternately first."""
+    """Table I (minidl.cli.sweep.TABLE_I): its rows x rounds (seeds), each trained by
+    minidl.fit and by the twin, alternately first."""
     totals = {"minidl": 0.0, "twin": 0.0}
     per_training = []
     accuracy: dict[str, dict[str, list[float]]] = {}
     for seed in range(args.sweep_rounds):
-        for i, (activation, optimizer, lr, betas) in enumerate(TABLE_I):
-            result = sweep_training(
-                activation, optimizer, lr, betas, seed, args, twin_first=(seed + i) % 2 == 1
-            )
+        for i, row in enumerate(TABLE_I):
+            result = sweep_training(row, seed, args, twin_first=(seed + i) % 2 == 1)
             for name, (seconds, test_accuracy) in result.items():
                 totals[name] += seconds
-                label = f"{activation} ({optimizer})"
+                label = f"{row.activation} ({row.optimizer})"
                 accuracy.setdefault(label, {}).setdefault(name, []).append(test_accuracy)
             per_training.append(result["twin"][0] / result["minidl"][0])
     target = (">=", 3.0)
     ratio = totals["twin"] / totals["minidl"]
     return {
+        "configurations": len(TABLE_I),
         "trainings": len(per_training),
         "rounds": args.sweep_rounds,
         "epochs": args.sweep_epochs,
@@ -305,6 +294,14 @@ def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def load() -> list[float]:
+    """The machine's load average over 1, 5 and 15 minutes (empty where unknown)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
 def machine() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -321,13 +318,16 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "load_before": load(),
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
 
 
-def fmt_ratio(value: float, target: list[Any] | tuple[str, float] | None) -> str:
+def fmt_ratio(value: float | None, target: list[Any] | tuple[str, float] | None) -> str:
+    if value is None:
+        return "-"
     text = f"{value:.2f}x"
     if target is None:
         return text
@@ -344,17 +344,25 @@ def table(results: dict[str, Any]) -> list[str]:
     for r in results["steps"]:
         us, ratios, targets = r["step_us"], r["ratios"], r["targets"]
         target_text = ", ".join(f"{k} {op} {v:g}" for k, (op, v) in targets.items())
-        cells = [r["case"]] + [f"{us[c]:.1f}" for c in CONTENDERS]
-        cells += [fmt_ratio(ratios[k], targets.get(k)) for k in RATIOS]
+        cells = [r["case"]] + [f"{us[c]:.1f}" if c in us else "-" for c in CONTENDERS]
+        cells += [fmt_ratio(ratios.get(k), targets.get(k)) for k in RATIOS]
         cells.append(target_text)
         lines.append("| " + " | ".join(cells) + " |")
+    if any(r["case"] == CONVNET for r in results["steps"]):
+        lines += [
+            "",
+            f"{CONVNET}: benchmarks/convnet.py's network ({convnet.SPEC}) on 1x8x8 images, "
+            "cross-entropy, Adam lr 1e-3; no floor is written for it.",
+        ]
+    for skipped in results.get("skipped", []):
+        lines += ["", f"{skipped['case']}: {skipped['reason']}"]
     sweep = results.get("sweep")
     if sweep:
         lines += [
             "",
-            f"Table I sweep: {sweep['trainings']} trainings (6 configurations x "
-            f"{sweep['rounds']} rounds x {sweep['epochs']} epochs of 1000 points, batch 100, "
-            "train and test evaluated every epoch)",
+            f"Table I sweep: {sweep['trainings']} trainings ({sweep['configurations']} "
+            f"configurations x {sweep['rounds']} rounds x {sweep['epochs']} epochs of 1000 "
+            "points, batch 100, train and test evaluated every epoch)",
             "",
             "| | twin s | minidl s | twin/minidl | target |",
             "| --- | --- | --- | --- | --- |",
@@ -386,87 +394,134 @@ def summary(results: dict[str, Any]) -> list[str]:
         if results.get(part):
             passed.append(results[part]["pass"])
     lines = [f"{sum(passed)} of {len(passed)} checks pass" + ("" if all(passed) else " (see FAIL)")]
+    if results.get("skipped"):
+        lines[0] += f"; {len(results['skipped'])} skipped"
+    m = results["machine"]
+    if m.get("load_before"):
+        lines.append(
+            f"load average (1, 5, 15 min): {', '.join(map(str, m['load_before']))} before, "
+            f"{', '.join(map(str, m.get('load_after', [])))} after, on {m['cpus']} CPUs"
+        )
     if results["quick"]:
         lines.append(
-            "(quick mode: blocks of a few milliseconds, 3 rounds, a 2-epoch sweep: a smoke run "
-            "whose ratios are noise-prone; run without --quick to measure)"
+            f"(quick mode: blocks of a few milliseconds, 3 rounds, {QUICK_WIDE_NET.label} for the "
+            "wide network, a 2-epoch sweep: a smoke run whose ratios are noise-prone; run "
+            "without --quick to measure)"
         )
     return lines
+
+
+def save(directory: Path, results: dict[str, Any], lines: list[str]) -> list[Path]:
+    """bench.json (every number, the machine, the settings) and bench.md (the tables)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = "" if results["device"] == "cpu" else f"-{results['device'].replace(':', '')}"
+    settings, m = results["settings"], results["machine"]
+    header = [
+        f"minidl benchmark ({'quick' if results['quick'] else 'full'}), {m['date']}: {m['cpu']}, "
+        f"{m['cpus']} CPUs, torch {m['torch']}, Python {m['python']}, device "
+        f"{results['device']}, 1 thread, float32, median of {settings['rounds']} interleaved "
+        f"rounds; {settings['clock']} time per training step.",
+        "",
+    ]
+    paths = [directory / f"bench{suffix}.json", directory / f"bench{suffix}.md"]
+    paths[0].write_text(json.dumps(results, indent=2) + "\n")
+    paths[1].write_text("\n".join(header + lines) + "\n")
+    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (seconds)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    written = parser.add_mutually_exclusive_group()
+    written.add_argument(
+        "--out", type=Path, help="write bench.json and bench.md into this directory"
+    )
+    written.add_argument("--save", action="store_true", help="write them into benchmarks/results/")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
         "--clock",
         choices=["cpu", "wall"],
         help="time as the thread's CPU time (default on the CPU) or wall time (on a GPU)",
     )
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per case (default 11)")
-    parser.add_argument("--block", type=float, help="seconds per contender per round (0.1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per case (default 21)")
+    parser.add_argument("--block", type=float, help="seconds per contender per round (0.05)")
     parser.add_argument("--sweep-rounds", type=int, help="Table I rounds (default 10)")
     parser.add_argument("--sweep-epochs", type=int, help="epochs per Table I training (100)")
-    parser.add_argument("--only", default="steps,sweep,memory", help="comma-separated parts to run")
+    parser.add_argument(
+        "--only", default="steps,convnet,sweep,memory", help="comma-separated parts to run"
+    )
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: CUDA is not available here; nothing to measure (skipped)")
         return 0
+    parts = set(args.only.split(","))
+    unknown = parts - {"steps", "convnet", "sweep", "memory"}
+    if unknown:
+        parser.error(f"--only: unknown parts {', '.join(sorted(unknown))}")
+    out = RESULTS if args.save else args.out
     quick = args.quick
     args.clock = args.clock or ("cpu" if args.device == "cpu" else "wall")
     args.rounds = args.rounds or (3 if quick else 21)
     args.block = args.block or (0.004 if quick else 0.05)
     args.sweep_rounds = args.sweep_rounds or (1 if quick else 10)
     args.sweep_epochs = args.sweep_epochs or (2 if quick else 100)
-    parts = set(args.only.split(","))
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    results: dict[str, Any] = {"machine": machine(), "device": args.device, "quick": quick}
+    try:
+        results = run(args, parts)
+    finally:
+        torch.set_num_threads(threads)
+    lines = table(results) + ["", *summary(results)]
+    print("\n" + "\n".join(lines))
+    if out is None:
+        print("(not written: --out DIR or --save writes bench.json and bench.md)")
+    else:
+        for path in save(out, results, lines):
+            print(f"wrote {path}")
+    return 0
+
+
+def run(args: argparse.Namespace, parts: set[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine(), "device": args.device, "quick": args.quick}
+    # The minidl contenders run as a user's code does: torch's grad mode is as torch starts
+    # it (on), since importing minidl changes no global state.
     results["settings"] = {
         "dtype": "float32",
         "rounds": args.rounds,
         "block_s": args.block,
         "threads": 1,
         "clock": args.clock,
+        "grad_mode": torch.is_grad_enabled(),
     }
     print(
         f"minidl {minidl.__version__} vs torch {torch.__version__} on {results['machine']['cpu']}"
         f" ({args.device}, 1 thread, float32, median of {args.rounds} interleaved rounds, "
-        f"{args.clock} time)",
+        f"{args.clock} time; load average {results['machine']['load_before']})",
         flush=True,
     )
-    results["steps"] = []
-    if "steps" in parts:
-        for case in step_cases(quick):
-            r = time_case(case, args)
-            results["steps"].append(r)
-            us, ratios = r["step_us"], r["ratios"]
-            print(
-                f"  {r['case']:<30} twin {us['twin']:9.1f} µs  minidl {us['minidl']:9.1f}  "
-                f"fit {us['fit']:9.1f}  floor {us['floor']:9.1f}  twin/minidl "
-                f"{ratios['twin/minidl']:.2f}  minidl/floor {ratios['minidl/floor']:.2f}  "
-                f"{'PASS' if r['pass'] else 'FAIL'}",
-                flush=True,
-            )
+    results["steps"], results["skipped"] = [], []
+    for case in step_cases(parts, args.quick):
+        if case.get("unavailable"):
+            results["skipped"].append({"case": case["label"], "reason": case["unavailable"]})
+            print(f"  {case['label']:<30} {case['unavailable']}", flush=True)
+            continue
+        r = time_case(case, args)
+        results["steps"].append(r)
+        us, ratios = r["step_us"], r["ratios"]
+        times = "  ".join(f"{c} {us[c]:9.1f}" for c in CONTENDERS if c in us)
+        ratio_text = "  ".join(
+            f"{k} {ratios[k]:.2f}" for k in ("twin/minidl", "minidl/floor") if k in ratios
+        )
+        print(
+            f"  {r['case']:<30} {times} µs  {ratio_text}  {'PASS' if r['pass'] else 'FAIL'}",
+            flush=True,
+        )
     if "sweep" in parts:
         results["sweep"] = time_sweep(args)
     if "memory" in parts and not args.device.startswith("cuda"):
         results["memory"] = measure_memory(args)
-    lines = table(results) + ["", *summary(results)]
-    print("\n" + "\n".join(lines))
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.device == "cpu" else f"-{args.device.replace(':', '')}"
-    (args.out / f"bench{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
-    m = results["machine"]
-    header = [
-        f"minidl benchmark ({'quick' if quick else 'full'}), {m['date']}: {m['cpu']}, "
-        f"{m['cpus']} CPUs, torch {m['torch']}, Python {m['python']}, device {args.device}, "
-        f"1 thread, float32, median of {args.rounds} interleaved rounds; {args.clock} time "
-        "per training step.",
-        "",
-    ]
-    (args.out / f"bench{suffix}.md").write_text("\n".join(header + lines) + "\n")
-    return 0
+    results["machine"]["load_after"] = load()
+    return results
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ if ! $PY -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.lo
 fi
 echo "== CUDA tests"
 $PY -m pytest -q -p no:cacheprovider -k cuda \
-  tests/test_parity_layers.py tests/test_train.py tests/test_cli.py 2>&1 | tee "$OUT/pytest.log" | tail -8
+  tests/test_layers.py tests/test_module.py tests/test_train.py 2>&1 | tee "$OUT/pytest.log" | tail -8
 echo "== minidl-run train --device cuda"
 $PY -m minidl.cli train --device cuda --json >"$OUT/train-cuda.json" && \
   $PY -c "import json; d = json.load(open('$OUT/train-cuda.json')); print('test accuracy', d['test_accuracy'])"

@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    import minidl
+    from minidl.cli.experiment import run
 
     start = rss_mb()
     seen: dict[str, Any] = {}
@@ -46,8 +46,8 @@ def main() -> None:
             seen[str(record["epoch"])] = rss_mb()
 
     # The seed's experiment (Adam, ReLU, 2-25-25-25-1, 1000 points, batch 100), evaluated
-    # on train and test data after every epoch as minidl-run does.
-    minidl.run(epochs=args.epochs, device=args.device, callbacks=[probe])
+    # on train and test data after every epoch as `minidl-run train` does.
+    run(epochs=args.epochs, device=args.device, callbacks=[probe])
     early, late = seen[str(args.early)], seen[str(args.epochs)]
     print(
         json.dumps(

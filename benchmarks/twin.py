@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 import minidl
-from minidl.plugins import CrossEntropy, Linear, MSE, ReLU, Sigmoid, Standardize, Tanh
+from minidl.plugins import MSE, CrossEntropy, Linear, ReLU, Sigmoid, Standardize, Tanh
 
 
 class _Standardize(torch.nn.Module):
@@ -37,9 +37,10 @@ TWINS: dict[type, Callable[[Any], torch.nn.Module]] = {
     Standardize: _Standardize,
 }
 
+#: minidl loss class -> its torch.nn twin, a module as a user writes it (criterion = ...)
 LOSSES: dict[type, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    MSE: torch.nn.functional.mse_loss,
-    CrossEntropy: torch.nn.functional.cross_entropy,
+    MSE: torch.nn.MSELoss(),
+    CrossEntropy: torch.nn.CrossEntropyLoss(),
 }
 
 
@@ -58,7 +59,9 @@ def torch_optimizer(name: str, params: Any, lr: float, **settings: Any) -> torch
     return {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[name](params, lr=lr, **settings)
 
 
-def _evaluate(net: torch.nn.Module, loss: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+def _evaluate(
+    net: torch.nn.Module, loss: Any, x: torch.Tensor, y: torch.Tensor
+) -> tuple[float, float]:
     net.eval()
     with torch.no_grad():
         p = net(x)
@@ -80,7 +83,7 @@ def twin_fit(
     epochs: int,
     batch_size: int,
     seed: int = 0,
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = torch.nn.functional.mse_loss,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = LOSSES[MSE],
 ) -> list[dict[str, float]]:
     """minidl.fit's protocol with autograd: same shuffling generator, same evaluation."""
     dtype = next(net.parameters()).dtype

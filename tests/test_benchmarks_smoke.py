@@ -1,65 +1,110 @@
-"""The benchmark's quick mode runs end to end and reports well-formed results.
+"""The benchmark's quick mode runs end to end, reports every case and column, and writes
+files only where it is told to; its contenders train the same network.
 
-No timing is asserted: these machines are shared and noisy. Only the shape of the report and
-that every time and ratio is a finite positive number.
+No timing is asserted: these machines are shared and noisy. Only the shape of the report,
+that every time and ratio is a finite positive number, and that the contenders compute the
+same losses and weights.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import minidl
+from benchmarks import bench, convnet
+from benchmarks.contenders import (
+    Net,
+    Training,
+    make_fit,
+    make_floor,
+    make_minidl,
+    make_twin,
+    minidl_model,
+)
+from minidl.cli.sweep import TABLE_I
+from minidl.plugins.datasets import disc
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the benchmarks package lives at the repository root
-    sys.path.insert(0, str(ROOT))
+MLP_CONTENDERS = {"twin", "minidl", "fit", "floor"}
+VISION = convnet.unavailable() is None
 
 
 def finite_positive(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
+def fingerprint(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` and a hash of its content."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, dict[str, str]]:
+    """``python -m benchmarks.bench --quick --out DIR``, in this process (torch is
+    imported already): its stdout, DIR, and what it left in benchmarks/results/ before."""
     out = tmp_path_factory.mktemp("bench")
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout, out
+    committed = fingerprint(bench.RESULTS)
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert bench.main(["--quick", "--out", str(out)]) == 0
+    return stdout.getvalue(), out, committed
 
 
-def test_quick_run_writes_json_with_every_case(quick_run: tuple[str, Path]) -> None:
-    _, out = quick_run
+def test_quick_run_reports_every_case_and_column(
+    quick_run: tuple[str, Path, dict[str, str]],
+) -> None:
+    _, out, _ = quick_run
     results = json.loads((out / "bench.json").read_text())
     assert results["quick"] is True
     assert results["machine"]["torch"] == torch.__version__
-    cases = {r["case"] for r in results["steps"]}
-    for optimizer in ("sgd", "adam"):
-        for batch in (1, 10, 100, 1000, 10000):
-            assert f"2-25-25-25-1 b={batch} {optimizer}" in cases
-        assert f"2-1024-1024-1024-1 b=1000 {optimizer}" in cases
-    for r in results["steps"]:
-        assert set(r["step_us"]) == {"twin", "minidl", "fit", "floor"}
-        assert all(finite_positive(v) for v in r["step_us"].values()), r
-        assert set(r["ratios"]) == {"twin/minidl", "twin/fit", "minidl/floor", "fit/floor"}
-        assert all(finite_positive(v) for v in r["ratios"].values()), r
+    assert len(results["machine"]["load_before"]) == 3
+    # The minidl contenders ran as a user's code does: autograd's grad mode as torch starts.
+    assert results["settings"]["grad_mode"] is True
+    cases = {r["case"]: r for r in results["steps"]}
+    expected = [
+        f"2-25-25-25-1 b={batch} {optimizer}"
+        for optimizer in ("sgd", "adam")
+        for batch in (1, 10, 100, 1000, 10000)
+    ]
+    expected += [f"{bench.QUICK_WIDE_NET.label} b=1000 {opt}" for opt in ("sgd", "adam")]
+    assert [r["case"] for r in results["steps"] if r["net"] != "convnet"] == expected
+    for label in expected:
+        r = cases[label]
+        assert set(r["step_us"]) == MLP_CONTENDERS, label
+        assert set(r["ratios"]) == set(bench.RATIOS), label
         assert "minidl/floor" in r["targets"]
+    if VISION:
+        r = cases[bench.CONVNET]
+        assert set(r["step_us"]) == {"twin", "minidl", "fit"}
+        assert set(r["ratios"]) == {"twin/minidl", "twin/fit"}
+        assert r["targets"] == {"twin/minidl": [">=", 1.0]}
+        assert results["skipped"] == []
+    else:
+        assert [s["case"] for s in results["skipped"]] == [bench.CONVNET]
+    for r in results["steps"]:
+        assert all(finite_positive(v) for v in r["step_us"].values()), r
+        assert all(finite_positive(v) for v in r["ratios"].values()), r
+        assert r["checks"] == {k: bench.meets(r["ratios"][k], t) for k, t in r["targets"].items()}
         assert r["pass"] == all(r["checks"].values())
     sweep = results["sweep"]
-    assert sweep["trainings"] == 6 * sweep["rounds"]
+    assert sweep["configurations"] == len(TABLE_I) == 6
+    assert sweep["trainings"] == len(TABLE_I) * sweep["rounds"]
     assert finite_positive(sweep["ratio"])
     assert all(finite_positive(s) for s in sweep["seconds"].values())
-    # minidl and its twin train the same networks on the same data: comparable accuracies.
+    assert list(sweep["test_accuracy"]) == [f"{r.activation} ({r.optimizer})" for r in TABLE_I]
+    # minidl and its twin train the same networks on the same data: the same accuracies.
     for label, accuracy in sweep["test_accuracy"].items():
         assert abs(accuracy["minidl"] - accuracy["twin"]) < 0.05, label
     memory = results["memory"]
@@ -68,70 +113,125 @@ def test_quick_run_writes_json_with_every_case(quick_run: tuple[str, Path]) -> N
     assert memory["peak_mb"] >= memory["rss_late_mb"] - 1e-6
 
 
-def test_quick_run_prints_and_writes_the_table(quick_run: tuple[str, Path]) -> None:
-    stdout, out = quick_run
+def test_quick_run_prints_the_table_and_writes_only_into_out(
+    quick_run: tuple[str, Path, dict[str, str]],
+) -> None:
+    stdout, out, committed = quick_run
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json", "bench.md"]
+    assert fingerprint(bench.RESULTS) == committed  # the committed results are untouched
     markdown = (out / "bench.md").read_text()
     for text in (stdout, markdown):
         assert "| case | twin µs | minidl µs | fit µs | floor µs |" in text
-        assert "2-25-25-25-1 b=10000 adam" in text
+        assert "| 2-25-25-25-1 b=10000 adam |" in text
+        assert f"| {bench.QUICK_WIDE_NET.label} b=1000 sgd |" in text
+        assert bench.CONVNET in text
         assert "Table I sweep" in text
         assert "Memory" in text
         assert "checks pass" in text
+        assert "load average" in text
         assert "PASS" in text or "FAIL" in text
+    assert f"wrote {out / 'bench.json'}" in stdout
+
+
+def test_without_out_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    committed = fingerprint(bench.RESULTS)
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--quick", "--only", "convnet"]) == 0
+    assert "not written" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+    assert fingerprint(bench.RESULTS) == committed
+
+
+def test_the_convnet_row_is_skipped_without_the_vision_plugin(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if VISION:  # block the plugin that provides the layers, for this test only
+        minidl.registry.block(minidl.registry.table("layer")["conv2d"].plugin)
+    try:
+        assert convnet.unavailable() is not None
+        assert bench.main(["--quick", "--only", "convnet", "--out", str(tmp_path)]) == 0
+        assert convnet.main(["--quick"]) == 0
+    finally:
+        if VISION:
+            minidl.registry.reset()
+    stdout = capsys.readouterr().out
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["steps"] == []
+    assert [s["case"] for s in results["skipped"]] == [bench.CONVNET]
+    reason = results["skipped"][0]["reason"]
+    assert reason.startswith("skipped:") and "conv2d" in reason and "not registered" in reason
+    assert f"{bench.CONVNET}: {reason}" in stdout  # under the table
+    assert f"convnet: {reason}" in stdout  # python -m benchmarks.convnet
+    assert "0 of 0 checks pass; 1 skipped" in stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
-def test_cuda_device_skips_cleanly_without_cuda(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "benchmarks/bench.py", "--device", "cuda", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "CUDA is not available" in done.stdout
+def test_cuda_device_skips_cleanly_without_cuda(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert bench.main(["--device", "cuda", "--out", str(tmp_path)]) == 0
+    assert "CUDA is not available" in capsys.readouterr().out
     assert not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_contenders_train_the_same_network(activation: str, optimizer: str) -> None:
-    """The benchmark compares like with like: from the same weights and data, the floor
-    equals minidl bit for bit and the torch twin agrees to float64 rounding."""
-    import minidl
-    from benchmarks.contenders import (
-        Net,
-        Training,
-        linear_weights,
-        minidl_model,
-        minidl_optimizer,
-        twin_model,
-        twin_optimizer,
-    )
-    from benchmarks.floor import FusedMLP
-
+def test_the_mlp_contenders_train_the_same_network(activation: str, optimizer: str) -> None:
+    """The benchmark compares like with like: from the same weights and data, the floor's
+    losses and weights equal minidl's bit for bit, the torch twin's agree to float64
+    rounding, and minidl.fit's weights follow too."""
     t = Training(Net((2, 7, 5, 1), activation), optimizer, 0.1, dtype=torch.float64)
-    data = minidl.data.disc(20, torch.Generator().manual_seed(1))
+    data = disc(20, torch.Generator().manual_seed(1))
     x, y = data.x.double(), data.y.double()
-    model, loss = minidl_model(t), minidl.plugins.MSE()
-    opt = minidl_optimizer(t, model)
-    floor = FusedMLP(linear_weights(minidl_model(t)), activation, optimizer, t.lr)
-    net = twin_model(t)
-    twin_opt = twin_optimizer(t, net)
+    contenders = {
+        "minidl": make_minidl(t, x, y),
+        "floor": make_floor(t, x, y),
+        "twin": make_twin(t, x, y),
+        "fit": make_fit(t, x, y, steps_per_epoch=1),
+    }
+    start = torch.cat([p.data.flatten() for p in minidl_model(t).parameters()])
+    for name, c in contenders.items():
+        assert torch.equal(c.weights(), start), name
     for _ in range(10):
-        opt.zero_grad()
-        ours = loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
-        opt.step()
-        assert torch.equal(floor.step(x, y), ours)
-        with torch.enable_grad():
-            twin_opt.zero_grad()
-            theirs = torch.nn.functional.mse_loss(net(x), y)
-            theirs.backward()
-            twin_opt.step()
-        torch.testing.assert_close(ours, theirs.detach(), rtol=1e-12, atol=0)
-    flat = torch.cat([p.data.flatten() for p in model.parameters()])
-    assert torch.equal(flat, floor.data)
-    twin_flat = torch.cat([p.detach().flatten() for p in net.parameters()])
-    torch.testing.assert_close(flat, twin_flat, rtol=1e-12, atol=1e-14)
+        losses = {}
+        for name, c in contenders.items():
+            assert c.run(1) == 1
+            losses[name] = c.last_loss()
+        assert losses["fit"] is None
+        assert losses["floor"] == losses["minidl"]
+        assert losses["twin"] == pytest.approx(losses["minidl"], rel=1e-12)
+    ours = contenders["minidl"].weights()
+    assert not torch.equal(ours, start)  # they trained
+    assert torch.equal(contenders["floor"].weights(), ours)
+    torch.testing.assert_close(contenders["twin"].weights(), ours, rtol=1e-12, atol=1e-14)
+    # fit shuffles its one batch every epoch: the same sums in another order.
+    torch.testing.assert_close(contenders["fit"].weights(), ours, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not VISION, reason="the minidl-vision plugin is not installed")
+def test_the_convnet_contenders_train_the_same_network() -> None:
+    """In float64, from the same weights, with the same dropout masks (torch's generator
+    seeded alike before each step): the twin, minidl's step and fit's step take the same
+    losses, and end with the same weights; minidl.fit starts from them too and trains."""
+    contenders = convnet.make_contenders(8, torch.float64, fit_steps_per_epoch=1)
+    assert set(contenders) == {"twin", "minidl", "minidl fit step", "fit"}
+    start = contenders["minidl"].weights()
+    for name, c in contenders.items():
+        assert torch.equal(c.weights(), start), name
+    for step in range(3):
+        losses = {}
+        for name, c in contenders.items():
+            torch.manual_seed(100 + step)
+            assert c.run(1) == 1
+            losses[name] = c.last_loss()
+        assert losses["fit"] is None
+        assert losses["minidl fit step"] == losses["minidl"]
+        assert losses["twin"] == pytest.approx(losses["minidl"], rel=1e-9)
+    ours = contenders["minidl"].weights()
+    assert not torch.equal(ours, start)
+    assert torch.equal(contenders["minidl fit step"].weights(), ours)
+    torch.testing.assert_close(contenders["twin"].weights(), ours, rtol=1e-7, atol=1e-9)
+    fitted = contenders["fit"].weights()
+    assert bool(fitted.isfinite().all()) and not torch.equal(fitted, start)

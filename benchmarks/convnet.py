@@ -1,0 +1,226 @@
+"""One training step of a small convnet: minidl (with the minidl-vision plugin) against its
+torch.nn + autograd + torch.optim twin, side by side in one process.
+
+    python -m benchmarks.convnet            # about 20 seconds
+    python -m benchmarks.convnet --quick    # a smoke run (seconds)
+
+Both contenders start from the same weights (the twin is benchmarks/twin.py's, which loads
+minidl's state_dict) and train on the same batch of 8x8 one-channel images with
+cross-entropy and Adam, on one thread. A step is zero_grad, forward, loss, backward and
+the optimizer's step. The contenders run in interleaved rounds, each in turn with the
+order rotating; the table gives each one's median time per step and the median over
+rounds of the per-round ratio twin/minidl (above 1: minidl is faster).
+
+This module is the one place of the convnet contenders: ``python -m benchmarks.bench``
+times the same ones in its convnet row. Without the minidl-vision plugin's layers
+registered, both say so and skip it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+if __package__ in (None, ""):  # run as `python benchmarks/convnet.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"  # noqa: A001
+
+import minidl  # noqa: E402
+
+from .contenders import (  # noqa: E402
+    Contender,
+    fit_contender,
+    interleave,
+    step_contender,
+    twin_contender,
+)
+from .twin import LOSSES, TWINS, torch_optimizer, torch_twin  # noqa: E402
+
+SPEC = (
+    "conv2d(16, 3, padding=1), batchnorm2d(16), relu, maxpool2d(2), "
+    "conv2d(32, 3, padding=1), batchnorm2d(32), relu, maxpool2d(2), "
+    "flatten, dropout(0.25), linear(10)"
+)
+INPUT = (1, 8, 8)
+CLASSES = 10
+BATCH = 64
+LR = 1e-3
+#: The target: the twin's step takes at least this many times minidl's.
+TARGET = 1.0
+#: The layers SPEC needs from the minidl-vision plugin.
+VISION_LAYERS = ("conv2d", "batchnorm2d", "maxpool2d", "flatten", "dropout")
+
+
+def unavailable() -> str | None:
+    """Why the convnet cannot be built here (the vision plugin's layers are not
+    registered), or None when it can."""
+    registered = minidl.registry.table("layer")
+    missing = [name for name in VISION_LAYERS if name not in registered]
+    if not missing:
+        return None
+    return (
+        f"skipped: the convnet needs the minidl-vision plugin, whose layers "
+        f"({', '.join(missing)}) are not registered here "
+        "(pip install -e examples/minidl-vision)"
+    )
+
+
+def add_twins() -> None:
+    """The vision layers' torch.nn builders, added to benchmarks/twin.py's TWINS, as a
+    plugin's layers join the twin."""
+    nn = torch.nn
+
+    def layer(name: str) -> type:
+        return minidl.registry.get("layer", name)  # type: ignore[no-any-return]
+
+    builders: dict[str, Callable[[Any], torch.nn.Module]] = {
+        "conv2d": lambda m: nn.Conv2d(
+            m.in_channels,
+            m.out_channels,
+            m.kernel_size,
+            m.stride,
+            m.padding,
+            bias=m.bias is not None,
+        ),
+        "batchnorm2d": lambda m: nn.BatchNorm2d(m.num_features, m.eps, m.momentum),
+        "maxpool2d": lambda m: nn.MaxPool2d(m.kernel_size, m.stride),
+        "flatten": lambda m: nn.Flatten(),
+        "dropout": lambda m: nn.Dropout(m.p),
+    }
+    for name, build in builders.items():
+        TWINS.setdefault(layer(name), build)
+
+
+def make_contenders(
+    batch: int = BATCH,
+    dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
+    *,
+    fit_steps_per_epoch: int | None = None,
+) -> dict[str, Contender]:
+    """The twin, minidl (a user's step), "minidl fit step" (the step minidl.fit takes:
+    the first layer skips the gradient with respect to the data) and, given
+    ``fit_steps_per_epoch``, "fit" (minidl.fit itself), all from the same weights, on the
+    same batch."""
+    reason = unavailable()
+    if reason:
+        raise RuntimeError(reason)
+    add_twins()
+    torch.manual_seed(0)
+    model = minidl.build(SPEC, INPUT).to(device=device, dtype=dtype).train()
+    twin = torch_twin(model).train()
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(batch, *INPUT, generator=generator).to(device=device, dtype=dtype)
+    y = torch.randint(0, CLASSES, (batch,), generator=generator).to(device)
+
+    def minidl_parts(copy: bool) -> tuple[Any, Any, Any]:
+        m = model
+        if copy:
+            m = minidl.build(SPEC, INPUT).to(device=device, dtype=dtype).train()
+            m.load_state_dict(model.state_dict())
+        optimizer = minidl.create("optimizer", "adam", m.parameters(), lr=LR)
+        return m, minidl.create("loss", "cross_entropy"), optimizer
+
+    ours = minidl_parts(copy=False)
+    # Default settings, as a user writes it (on the CPU, torch.optim picks its per-tensor loop).
+    twin_optimizer = torch_optimizer("adam", twin.parameters(), LR)
+    contenders = {
+        "twin": twin_contender(twin, twin_optimizer, LOSSES[type(ours[1])], x, y),
+        "minidl": step_contender(*ours, x, y),
+        "minidl fit step": step_contender(*minidl_parts(copy=True), x, y, parameters_only=True),
+    }
+    if fit_steps_per_epoch:
+        contenders["fit"] = fit_contender(*minidl_parts(copy=True), x, y, fit_steps_per_epoch)
+    return contenders
+
+
+def clock(name: str) -> Callable[[], float]:
+    """The thread's CPU time by default: on a shared machine, wall time also counts the
+    moments other processes hold the core."""
+    return time.thread_time if name == "cpu" else time.perf_counter
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    contenders = make_contenders(args.batch, getattr(torch, args.dtype))
+    runners = {name: c.run for name, c in contenders.items()}
+    for run in runners.values():
+        run(args.warmup)
+    times = interleave(runners, args.steps, args.rounds, clock(args.clock))
+    ratios = {
+        name: statistics.median(t / m for t, m in zip(times["twin"], times[name], strict=True))
+        for name in runners
+        if name != "twin"
+    }
+    return {
+        "spec": SPEC,
+        "batch": args.batch,
+        "dtype": args.dtype,
+        "clock": args.clock,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "step_us": {name: statistics.median(v) * 1e6 for name, v in times.items()},
+        "twin_over": ratios,
+        "target": TARGET,
+        "pass": ratios["minidl"] >= TARGET,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        f"convnet step, batch {result['batch']}, {result['dtype']}, 1 thread, "
+        f"{result['rounds']} rounds x {result['steps_per_round']} steps, {result['clock']} clock",
+        "",
+        f"| {'contender':<16} | {'step (us)':>10} | {'twin/this':>9} |",
+        f"|{'-' * 18}|{'-' * 12}|{'-' * 11}|",
+    ]
+    for name, us in result["step_us"].items():
+        ratio = "" if name == "twin" else f"{result['twin_over'][name]:.2f}x"
+        lines.append(f"| {name:<16} | {us:>10.1f} | {ratio:>9} |")
+    verdict = "meets" if result["pass"] else "MISSES"
+    lines += [
+        "",
+        f"twin/minidl = {result['twin_over']['minidl']:.2f}: {verdict} the target >= {TARGET:g}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--rounds", type=int, default=21)
+    parser.add_argument("--steps", type=int, default=100, help="steps per round")
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 rounds of 5 steps")
+    parser.add_argument("--json", type=Path, help="also write the result to this file")
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when the target is missed"
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps, args.warmup = 3, 5, 3
+    reason = unavailable()
+    if reason:
+        print(f"convnet: {reason}")
+        return 0
+    result = measure(args)
+    print(table(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if args.check and not result["pass"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
