@@ -11,7 +11,7 @@ import click
 
 import minidl
 
-from .. import plots
+from .. import distributed, plots
 from ..app import ARGS, plugin_specs
 from ..checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, not_resumable
 from ..experiment import RunResult, TrainConfig, make_schedule, run, setup, summary
@@ -65,11 +65,7 @@ def train(ctx: click.Context, **options: Any) -> None:
     if resume is not None:
         config = TrainConfig(**resume.config)
     job = (config, options["out"], options["as_json"], options["show_misclassified"], resume)
-    import os  # TEMPORARY until cli/distributed.py lands
-
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 or options["nproc"] > 1:
-        from .. import distributed
+    _, _, world_size = distributed.world_from_env()
     if options["nproc"] > 1 and world_size == 1:
         try:
             distributed.launch(train_rank, options["nproc"], (plugin_specs(ctx), *job))
@@ -85,8 +81,6 @@ def train(ctx: click.Context, **options: Any) -> None:
 
 def train_rank(plugins: list[str], config: TrainConfig, *rest: Any) -> None:
     """One rank of a data-parallel job: every rank trains; rank 0 alone prints and writes."""
-    from .. import distributed
-
     for spec in plugins:
         minidl.registry.load(spec)
     rank, _, _ = distributed.world_from_env()
