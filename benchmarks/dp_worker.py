@@ -1,5 +1,5 @@
 """One rank of the data-parallel throughput benchmark (see benchmarks/scaling.py): started
-by :func:`minidl.cli.distributed.launch`, or called in the benchmark's own process for one."""
+by :func:`minidl.cli.launch.launch`, or called in the benchmark's own process for one."""
 
 from __future__ import annotations
 

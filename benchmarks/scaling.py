@@ -4,7 +4,7 @@
 
 Wall-clock time (processes run side by side), each process on one thread, so the
 comparison is one core against two. One process trains in this one; two are ranks started
-by minidl.cli.distributed.launch. It prints its tables; it writes scaling.json and
+by minidl.cli.launch.launch. It prints its tables; it writes scaling.json and
 scaling.md only when asked, into --out DIR or, with --save, next to bench's.
 """
 
@@ -24,8 +24,8 @@ if __package__ in (None, ""):  # run as `python benchmarks/scaling.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"  # noqa: A001
 
-from minidl.cli.distributed import launch  # noqa: E402
 from minidl.cli.experiment import TrainConfig  # noqa: E402
+from minidl.cli.launch import launch  # noqa: E402
 from minidl.cli.sweep import TABLE_I, sweep  # noqa: E402
 
 from . import dp_worker  # noqa: E402

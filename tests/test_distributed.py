@@ -23,7 +23,7 @@ import pytest
 import torch
 
 import minidl
-from minidl.cli import distributed
+from minidl.cli import launch
 from minidl.cli.experiment import load_data, run
 from minidl.cli.signals import Interrupted, handle_signals
 
@@ -76,7 +76,7 @@ def single() -> tuple[list[dict], list[torch.Tensor]]:
 def test_data_parallel_equals_one_process(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], single: tuple, nproc: int
 ) -> None:
-    distributed.launch(dp_worker.train, nproc, (str(tmp_path),))
+    launch.launch(dp_worker.train, nproc, (str(tmp_path),))
     assert_gone(tmp_path, nproc)
     expected_history, expected_weights = single
     for rank in range(nproc):
@@ -93,7 +93,7 @@ def test_data_parallel_equals_one_process(
 
 def test_buffers_are_rank_0s_on_every_rank(tmp_path: Path) -> None:
     nproc, config = 3, dp_worker.CONFIG
-    distributed.launch(dp_worker.train, nproc, (str(tmp_path), dp_worker.NORM_MODEL))
+    launch.launch(dp_worker.train, nproc, (str(tmp_path), dp_worker.NORM_MODEL))
     got = [torch.load(tmp_path / f"rank{r}.pt") for r in range(nproc)]
     batches = config.epochs * -(-config.n_train // config.batch_size)  # rank 0 gets rows in each
     assert int(got[0]["buffers"]["0.num_batches_tracked"]) == batches
@@ -136,8 +136,8 @@ def test_the_rank_that_failed_first_is_named_in_one_line(
 ) -> None:
     """Rank 0 fails too, after rank 1 (its all_reduce loses its peer), and is not named."""
     start = time.monotonic()
-    with pytest.raises(distributed.WorkerFailed) as caught:
-        distributed.launch(dp_worker.fail, 2, (str(tmp_path), how))
+    with pytest.raises(launch.WorkerFailed) as caught:
+        launch.launch(dp_worker.fail, 2, (str(tmp_path), how))
     assert str(caught.value) == f"{message}; stopped the other ranks"
     assert isinstance(caught.value, minidl.MinidlError) and caught.value.exit_code == 1
     assert caught.value.rank == 1
@@ -161,7 +161,7 @@ def test_a_signal_to_the_launcher_stops_every_rank(
 
     threading.Thread(target=send, daemon=True).start()
     with not_ignoring_sigint(), handle_signals(), pytest.raises(Interrupted) as caught:
-        distributed.launch(dp_worker.wait, 2, (str(tmp_path),))  # as the command line runs it
+        launch.launch(dp_worker.wait, 2, (str(tmp_path),))  # as the command line runs it
     elapsed = time.monotonic() - sent[0]
     name = signal.Signals(signum).name
     record_property(
@@ -179,10 +179,10 @@ import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)  # see not_ignoring_sigint
 sys.path.insert(0, {tests!r})
 import dp_worker
-from minidl.cli import distributed
+from minidl.cli import launch
 from minidl.cli.signals import Interrupted
 try:
-    distributed.launch(dp_worker.wait, 2, ({directory!r},))
+    launch.launch(dp_worker.wait, 2, ({directory!r},))
 except Interrupted as e:
     print(f"Error: {{e.message}}", file=sys.stderr)
     sys.exit(e.code)

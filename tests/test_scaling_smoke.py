@@ -24,7 +24,7 @@ def fingerprint(directory: Path) -> dict[str, str]:
 
 def test_scaling_quick(tmp_path: Path) -> None:
     """``python -m benchmarks.scaling --quick --out DIR``, in this process: one process
-    trains in this one, two are ranks that minidl.cli.distributed.launch starts, and the
+    trains in this one, two are ranks that minidl.cli.launch.launch starts, and the
     Table I sweep runs with --jobs 1 and --jobs 2."""
     committed = fingerprint(scaling.RESULTS)
     stdout = io.StringIO()

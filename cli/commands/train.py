@@ -15,6 +15,7 @@ from .. import distributed, plots
 from ..app import ARGS, plugin_specs
 from ..checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, not_resumable
 from ..experiment import RunResult, TrainConfig, make_schedule, run, setup, summary
+from ..launch import launch
 from ..options import config_from, given, out_dir, training_options
 from ..output import echo_json, percent, progress, table
 from ..results import is_disc, save_run, wrong_examples
@@ -68,7 +69,7 @@ def train(ctx: click.Context, **options: Any) -> None:
     _, _, world_size = distributed.world_from_env()
     if options["nproc"] > 1 and world_size == 1:
         try:
-            distributed.launch(train_rank, options["nproc"], (plugin_specs(ctx), *job))
+            launch(train_rank, options["nproc"], (plugin_specs(ctx), *job))
         except Interrupted as e:
             e.hint = hint(options["out"])
             raise
