@@ -134,11 +134,11 @@ def decision_boundary(
 def sweep_bars(
     rows: Sequence[dict[str, Any]], path: Path, rounds: int, label: str = "minidl"
 ) -> None:
-    """Mean test accuracy per row with one-standard-deviation error bars, beside the
-    report's numbers where the row is one of Table I's."""
+    """Mean test accuracy per row (named by its ``title``) with one-standard-deviation
+    error bars, beside the report's numbers where the row is one of Table I's."""
     figure = _figure(max(6.4, 1.1 * len(rows)), 4.2)
     ax = figure.add_subplot()
-    names = [f"{r['activation']}\n{r['optimizer']} {r['lr']:g}" for r in rows]
+    names = [r["title"].replace(" ", "\n", 1) for r in rows]
     positions = list(range(len(rows)))
     has_report = any(r.get("report_mean") is not None for r in rows)
     width = 0.4 if has_report else 0.6

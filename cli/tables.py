@@ -160,21 +160,9 @@ def sweep_csv_row(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def plot_records(results: Sequence[RowResult], base: TrainConfig) -> list[dict[str, Any]]:
-    """The rows as :func:`minidl.cli.plots.sweep_bars` names them (activation, optimizer
-    and lr): the effective optimizer and lr, and the label where there is no activation."""
-    records = []
-    for r in results:
-        config = round_config(base, r.row, 0)
-        explicit = r.row.label if r.row.label != r.row.default_label() else ""
-        records.append(
-            {
-                **r.as_dict(),
-                "activation": r.row.activation or explicit,
-                "optimizer": config.optimizer,
-                "lr": config.lr,
-            }
-        )
-    return records
+    """The rows as :func:`minidl.cli.plots.sweep_bars` draws them: each named by its title
+    (its label and what else it changes), with its numbers."""
+    return [{**r.as_dict(), "title": r.row.title} for r in results]
 
 
 def bars_label(base: TrainConfig | None, what: str = "minidl") -> str:
