@@ -13,6 +13,7 @@ from click.core import ParameterSource
 
 from .experiment import DTYPES, TrainConfig
 from .params import SEED, CommaList, Device, ModelSpec, Name, Positive, Widths
+from .rows import REPORT_ROUNDS
 
 DEFAULTS = TrainConfig()
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -132,6 +133,25 @@ def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
         return f
 
     return decorate
+
+
+def rounds_and_jobs(rounds_help: str) -> Decorator:
+    """``--rounds`` (by default the report's) and ``--jobs``, for sweep and tune."""
+    rounds = click.option(
+        "--rounds",
+        type=click.IntRange(1),
+        default=REPORT_ROUNDS,
+        show_default=True,
+        help=rounds_help,
+    )
+    jobs = click.option(
+        "--jobs",
+        type=click.IntRange(1),
+        default=1,
+        show_default=True,
+        help="Worker processes (fresh, one torch thread each); the numbers do not depend on it.",
+    )
+    return lambda f: rounds(jobs(f))
 
 
 def config_from(ctx: click.Context, options: dict[str, Any]) -> TrainConfig:

@@ -11,9 +11,8 @@ import minidl
 from .. import sweep as library
 from .. import tables
 from ..app import plugin_specs
-from ..options import config_from, out_dir, training_options
+from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import echo_json, progress
-from ..rows import REPORT_ROUNDS
 
 #: The options that make the rows: comma lists, their combinations the grid.
 GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
@@ -34,20 +33,7 @@ GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
     seed="Seed of round 0: round r uses seed + r for its data, weights and shuffling.",
     out="Write sweep.json, table.csv, table.md and accuracy.png into this directory.",
 )
-@click.option(
-    "--rounds",
-    type=click.IntRange(1),
-    default=REPORT_ROUNDS,
-    show_default=True,
-    help="Rounds per row, each on fresh data (round r uses seed --seed + r).",
-)
-@click.option(
-    "--jobs",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Worker processes; the numbers do not depend on it.",
-)
+@rounds_and_jobs("Rounds per row, each on fresh data (round r uses seed --seed + r).")
 @click.pass_context
 def sweep(ctx: click.Context, **options: Any) -> None:
     """Train every row for --rounds rounds and print mean ± std of the test accuracy.

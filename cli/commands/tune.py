@@ -11,9 +11,8 @@ import minidl
 from .. import tables
 from .. import tune as library
 from ..app import plugin_specs
-from ..options import config_from, out_dir, training_options
+from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import echo_json, progress
-from ..rows import REPORT_ROUNDS
 
 #: The options that make the rows and the candidates: comma lists.
 ROWS = ("activation", "optimizer")
@@ -55,20 +54,7 @@ CANDIDATES = ("lr", "epochs", "init", "gain", "schedule", "batch_size", "standar
     show_default=True,
     help="Fraction of the training points held out to score candidates (never the test set).",
 )
-@click.option(
-    "--rounds",
-    type=click.IntRange(1),
-    default=REPORT_ROUNDS,
-    show_default=True,
-    help="Test rounds of each row's chosen settings (round r uses seed --seed + r).",
-)
-@click.option(
-    "--jobs",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Worker processes, as in sweep; the numbers do not depend on it.",
-)
+@rounds_and_jobs("Test rounds of each row's chosen settings (round r uses seed --seed + r).")
 @click.pass_context
 def tune(ctx: click.Context, **options: Any) -> None:
     """Choose each row's settings on a validation split of the training points, then
