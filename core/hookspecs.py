@@ -3,7 +3,7 @@
 Every ``register_<kind>s`` hook receives ``register(name, factory)``: call it once per
 name. Names are lower-case letters, digits and underscores, starting with a letter; a
 name claimed by two plugins is an error naming both, never a silent override. A factory's
-keyword arguments are its settings, given in a spec: ``--optimizer "adam(eps=1e-6)"``.
+keyword arguments are its settings, given in a spec: ``"adam(eps=1e-6)"``.
 """
 
 from __future__ import annotations

@@ -59,10 +59,9 @@ def parse(spec: str, what: str = "model spec") -> list[Spec]:
             _pointing(what, spec, column, f"invalid syntax: unmatched {spec[column]!r}")
         )
     if not tree.body.elts:
-        example = (
-            "linear(25), relu, linear(1), sigmoid" if what == "model spec" else "name(key=value)"
+        raise SpecError(
+            f"{what} is empty; give registered names, with settings where wanted: 'name(1, key=2), other'"
         )
-        raise SpecError(f"{what} is empty; example: '{example}'")
     layers = []
     for node in tree.body.elts:
         if isinstance(node, ast.Name):

@@ -171,7 +171,7 @@ MODEL_SPECS = [
     ("linear(x), relu", ["quote strings: 'x' at column 8"]),
     ("relu, 3", ["expected a name or name(arguments) at column 7"]),
     ("linear(**{}), relu", ["'**' is not allowed"]),
-    ("", ["model spec is empty; example: 'linear(25), relu, linear(1), sigmoid'"]),
+    ("", ["model spec is empty; give registered names"]),
     ("relu]+[linear(1)", ["invalid syntax: unmatched ']' at column 5"]),  # found by fuzzing
     ("linear(25), relux", ["'--model'", "model spec item 2: unknown layer 'relux'", BUILTIN["layer"]]),
     ("linear()", ["model spec item 1: cannot make layer linear(2)", "missing 1 required positional argument: 'out_features'"]),
