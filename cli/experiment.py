@@ -8,9 +8,9 @@ file, a sweep or a tuning search.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 import warnings
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 
 import minidl
 from minidl import Dataset, Loss, Optimizer, Sequential, Spec
+from minidl.plugins import Standardize
 from minidl.spec import parse, parse_one, settings
 from minidl.train import Callback
 
@@ -143,10 +144,9 @@ def build_model(config: TrainConfig, train: Dataset, test: Dataset | None = None
             s.kwargs.setdefault("init", config.init)
         if config.gain is not None and "gain" in accepted:
             s.kwargs.setdefault("gain", config.gain)
-    if config.standardize:
-        std = train.x.std(0, unbiased=False)
-        std = torch.where(std > 0, std, torch.ones_like(std))
-        specs.insert(0, Spec("standardize", [train.x.mean(0).tolist(), std.tolist()]))
+    if config.standardize:  # fitted to the training inputs, and saved with the model
+        fitted = Standardize.fit(train.x)
+        specs.insert(0, Spec("standardize", list(fitted.init_args[0])))
     return minidl.build(specs, tuple(train.x.shape[1:]))
 
 
