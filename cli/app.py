@@ -91,10 +91,10 @@ class MinidlGroup(click.Group):
         try:
             return super().invoke(ctx)
         except minidl.SpecError as e:
-            setting = getattr(e, "setting", None)
-            if setting is None:
+            settings = getattr(e, "settings", None)
+            if not settings:
                 raise
-            hint = f"'--{setting.replace('_', '-')}'"
+            hint = " / ".join(f"'--{s.replace('_', '-')}'" for s in settings)
             raise click.BadParameter(one_line(e.message), param_hint=hint) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise

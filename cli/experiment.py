@@ -186,21 +186,21 @@ def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Da
     with blame("dataset"):
         train, test = load_data(config, loss)
     torch.manual_seed(config.seed)  # weight initialisation draws from the global generator
-    with blame("model" if config.model else "hidden"):
+    with blame(*(["model"] if config.model else ["hidden", "activation"]), "init", "gain"):
         model = build_model(config, train, test)
     model.to(config.device, DTYPES[config.dtype])
-    with blame("optimizer"):
+    with blame("optimizer", "lr"):
         optimizer = make_optimizer(config, model)
     return model, loss, optimizer, train, test
 
 
 @contextmanager
-def blame(setting: str) -> Iterator[None]:
-    """A spec error made here is about this TrainConfig field (the CLI names its option)."""
+def blame(*settings: str) -> Iterator[None]:
+    """A spec error made here is about these TrainConfig fields (the CLI names their options)."""
     try:
         yield
     except minidl.SpecError as e:
-        e.setting = getattr(e, "setting", None) or setting
+        e.settings = getattr(e, "settings", None) or settings
         raise
 
 

@@ -107,6 +107,15 @@ class Row:
         kept = {k: v for k, v in self.changes.items() if k in names}
         return Row(kept, self.label, self.report_mean, self.report_std)
 
+    def on(self, base: TrainConfig) -> Row:
+        """This row as run on ``base``: without the report's numbers when ``base`` trains
+        on other data, another model or another loss than the report's disc task."""
+        report = TrainConfig()
+        same = all(
+            getattr(base, k) == getattr(report, k) for k in ("dataset", "data", "model", "loss")
+        )
+        return self if same else Row(self.changes, self.label)
+
 
 def _table_i(
     activation: str,

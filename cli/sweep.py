@@ -164,7 +164,9 @@ def sweep(
     ``progress(done, total)`` is called after each round.
     """
     base = base or TrainConfig()
-    rows = list(rows if rows is not None else model_rows() if base.model else TABLE_I)
+    rows = [
+        r.on(base) for r in (rows if rows is not None else model_rows() if base.model else TABLE_I)
+    ]
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     if jobs < 1:

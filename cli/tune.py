@@ -399,7 +399,7 @@ def tune_table(
     (other than by diverging) stops the tuning with :class:`RoundFailed` naming the row.
     """
     base = base or TrainConfig()
-    table = list(tune_rows(model=bool(base.model)) if rows is None else rows)
+    table = [r.on(base) for r in (tune_rows(model=bool(base.model)) if rows is None else rows)]
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     check_rows(table, base)

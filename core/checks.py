@@ -119,5 +119,6 @@ def check_targets(model: Module, loss: Loss, data: Dataset, which: str) -> None:
         raise DataError(
             f"the {which} targets range over [{smallest:g}, {largest:g}], but the model's last "
             f"{describe_layer(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
-            "rescale the target column, or end the model with another layer"
+            "rescale the target column, or end the model with another layer (class labels? "
+            "a loss that takes class indices reads them as classes)"
         )

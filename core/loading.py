@@ -6,6 +6,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -31,6 +32,10 @@ def describe(e: BaseException, filename: str | None = None) -> str:
         return f"syntax error in {Path(e.filename or '?').name} at line {e.lineno}: {e.msg}"
     if isinstance(e, pluggy.PluginValidationError):
         first, *rest = str(e).splitlines()
+        asks = re.search(r"definition: (\w+)\((.*)\)", str(e))
+        if asks and asks[1] in HOOKS:  # a hook that asks for an argument it is not given
+            passes = ", ".join(inspect.signature(getattr(hookspecs, asks[1])).parameters)
+            return f"its {asks[1]}({asks[2]}) asks for arguments the hook does not pass; the hook passes: {passes}"
         if not first.startswith("unknown hook"):
             return "; ".join(line.strip() for line in rest if line.strip())
         hook = first.split("'")[1]

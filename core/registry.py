@@ -64,6 +64,7 @@ class Registry(pluggy.PluginManager):
         self.errors: dict[str, str] = {}  # broken plugin -> its one-line error
         self.sources: dict[str, str] = {}  # plugin -> builtin, entry point, file or module
         self._loaded = False
+        self._loading = ""  # the plugin load() is loading: it must load, its hooks too
         self._warned: set[str] = set()
         self._tables: tuple[list[Any], dict[str, dict[str, Entry]]] = ([], {})
 
@@ -86,7 +87,7 @@ class Registry(pluggy.PluginManager):
             self.errors[name] = message
             if self.has_plugin(name):
                 self.unregister(name=name)
-            if strict or self.builtin(name):
+            if strict or name == self._loading or self.builtin(name):
                 raise PluginError(message) from None
             if message not in self._warned:
                 self._warned.add(message)
@@ -165,7 +166,11 @@ class Registry(pluggy.PluginManager):
             name = self.get_name(module) or spec  # an installed plugin, named by its module
             if not self.has_plugin(name):
                 self.add(module, name, "module", strict=True)
-        self.tables()  # run its hooks now, so that one that raises is reported at once
+        self._loading = name
+        try:
+            self.tables()  # run its hooks now: one that raises is an error, here
+        finally:
+            self._loading = ""
         return name
 
     def block(self, name: str) -> str:
@@ -225,10 +230,18 @@ class Registry(pluggy.PluginManager):
         if entry is None:
             raise UnknownNameError(kind, str(name), entries)
         if entry.rivals:
-            plugins = " and ".join(f'"{p}"' for p in [entry.plugin, *entry.rivals])
+            claimants = [entry.plugin, *entry.rivals]
+            ways = [
+                f'block "{p}" with no:{p}'
+                if self.sources.get(p) == "entry point"
+                else f'stop loading "{p}"'
+                for p in claimants
+                if not self.builtin(p)
+            ]
+            names = " and ".join(f'"{p}"' for p in claimants)
             raise DuplicateNameError(
-                f"{kind} {name.lower()!r} is registered by more than one plugin: {plugins}; "
-                f"block one with no:NAME (or leave it out of {PLUGINS_ENV}), or rename it"
+                f"{kind} {name.lower()!r} is registered by more than one plugin: {names}; "
+                f"to keep one, {' or '.join(ways) or 'rename it in one of them'}"
             )
         return entry.factory
 

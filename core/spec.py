@@ -153,6 +153,7 @@ PASSED = {
     "schedule": (2, ()),
     "initializer": (2, ()),
     "dataset": (0, ("seed",)),
+    "layer": (0, tuple(INFERRED)),
 }
 
 
@@ -244,9 +245,13 @@ def _probe(layer: Any, x: torch.Tensor, where: str) -> torch.Tensor:
     try:
         return layer.forward(x)  # type: ignore[no-any-return]
     except Exception as e:
+        why = f"{type(e).__name__}: {e}"
+        wants = getattr(layer, "in_features", None)
+        if isinstance(wants, int) and x.dim() > 1 and wants != x.shape[-1]:
+            why = f"it takes {wants} features per example, but its input has {x.shape[-1]}"
+        shape = tuple(x.shape[1:])
         raise SpecError(
-            f"{where} cannot take an input of shape {tuple(x.shape[1:])} (per example): "
-            f"{type(e).__name__}: {e}"
+            f"{where} cannot take an input of shape {shape} (per example): {why}"
         ) from None
     finally:
         set_mode(layer, was)

@@ -82,6 +82,11 @@ class CrossEntropy:
                 f"shape ({prediction.shape[0]},) (class indices) or "
                 f"{tuple(prediction.shape)} (probabilities), got {tuple(target.shape)}"
             )
+        if prediction.shape[1] < 2:  # the softmax of one logit is 1: nothing to learn
+            raise ValueError(
+                f"cross_entropy needs one logit per class, at least 2, but the model gives "
+                f"{prediction.shape[1]} output; end the model with linear(K) for K classes"
+            )
         if target.dim() == 1 and (target.is_floating_point() or target.is_complex()):
             raise ValueError(
                 f"cross_entropy: targets of shape {tuple(target.shape)} are class indices and "

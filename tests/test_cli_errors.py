@@ -106,7 +106,7 @@ USAGE = [
     (["--dataset", "disc(radius=2)"], ["'--dataset'", "dataset 'disc' has no setting 'radius'; its settings: n_train, n_test"]),
     (["--loss", "mse(x=1)"], ["'--loss'", "loss 'mse' has no setting 'x'; its settings: (none)"]),
     (["--init", "he(slope=1)"], ["'--init'", "initializer 'he' has no setting 'slope'; its settings: gain"]),
-    (["--model", "linear(25, biass=3), relu, linear(1)"], ["model spec item 1", "layer 'linear' has no setting 'biass'; its settings: in_features, out_features, bias, init, gain"]),
+    (["--model", "linear(25, biass=3), relu, linear(1)"], ["model spec item 1", "layer 'linear' has no setting 'biass'; its settings: out_features, bias, init, gain"]),
     # a setting's value that its factory refuses
     (["--optimizer", "adam(betas=(2, 0.9))"], ["cannot make optimizer adam(betas=(2, 0.9))", "beta1 must be in [0, 1), got 2"]),
     (["--schedule", "step(step_size=0)"], ["cannot make schedule step(step_size=0)", "step_size must be at least 1, got 0"]),
@@ -260,7 +260,9 @@ def test_class_labels_the_model_cannot_output(tmp_path: Path, invoke) -> None:  
     error_line(result, "cross_entropy: class index 5 is out of range for 2 logits (classes 0 to 1)")
     result = invoke("train", *args, "--model", "linear(4), relu, linear(1)", code=2)
     error_line(
-        result, "class index 1 is out of range for 1 logits", "give the model one output per class"
+        result,
+        "cross_entropy needs one logit per class, at least 2",
+        "end the model with linear(K)",
     )
 
 

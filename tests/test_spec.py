@@ -139,10 +139,10 @@ def test_settings_leave_out_what_minidl_passes() -> None:
     assert settings(step_schedule, "schedule") == {"step_size": 30, "gamma": 0.1}
     assert settings(default_init, "initializer") == {"gain": 1.0}
     assert settings(disc_dataset, "dataset") == {"n_train": 1000, "n_test": 1000}
-    # A layer's settings are all its parameters; required ones are None.
+    # A layer's settings are its parameters but the size a spec infers; required ones are None.
     linear = settings(Linear, "layer")
-    assert list(linear)[:5] == ["in_features", "out_features", "bias", "init", "gain"]
-    assert linear["in_features"] is None and linear["bias"] is True
+    assert list(linear)[:4] == ["out_features", "bias", "init", "gain"]
+    assert linear["out_features"] is None and linear["bias"] is True
     assert settings(object()) == {}  # no signature: no settings, no crash
 
 
@@ -294,7 +294,7 @@ def test_build_draws_weights_like_the_hand_built_model() -> None:
         ("linear(-1)", "model spec item 1: cannot make layer linear(2, -1): Linear out_features must be a positive integer, got -1"),
         ("linear(4, 5)", "model spec item 1: cannot make layer linear(2, 4, 5): Linear bias must be True or False, got 5"),
         ("linear(4, init='glorot')", "unknown initializer 'glorot'. Available names: "),
-        ("linear(4, initialiser='he')", "layer 'linear' has no setting 'initialiser'; its settings: in_features, "),
+        ("linear(4, initialiser='he')", "layer 'linear' has no setting 'initialiser'; its settings: out_features, "),
         ("relu(3)", "model spec item 1: cannot make layer relu(3): "),
     ],
 )  # fmt: skip

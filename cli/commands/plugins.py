@@ -77,9 +77,13 @@ def plugins(as_json: bool) -> None:
         echo_json({"plugins": listed})
         return
     for r in listed:
-        origin = (
-            f"{r.get('distribution', '')} {r.get('version', '')}".strip() or "loaded for this run"
-        )
+        origin = f"{r.get('distribution', '')} {r.get('version', '')}".strip()
+        if not origin:
+            origin = (
+                f"minidl {minidl.__version__}"
+                if r["source"] == "builtin"
+                else "loaded for this run"
+            )
         kind = "built-in" if r["source"] == "builtin" else "plugin"
         click.echo(f"{r['name']}  [{kind}, {origin}]  {r['status']}")
         if r.get("hooks"):

@@ -55,7 +55,8 @@ def predict(model_dir: str, values: tuple[float, ...], data: str | None, as_json
     elif values:
         if len(values) % width:
             raise click.BadParameter(
-                f"got {len(values)} numbers, but the model takes {width} inputs per example",
+                f"got {len(values)} number{'s' if len(values) != 1 else ''}, but the model takes "
+                f"{width} inputs per example",
                 param_hint="'X Y ...'",
             )
         bad = next((v for v in values if not math.isfinite(v)), None)
@@ -116,7 +117,8 @@ def read_csv(path: str, width: int, outputs: int) -> tuple[torch.Tensor, torch.T
         return both.x.to(torch.float64), both.y.to(torch.float64)
     raise DataError(
         f"{path}: {columns} columns, but the model takes {width} inputs ({width} columns, or "
-        f"{width + outputs if outputs > 1 else width + 1} with the targets last)"
+        f"{width + outputs} with the targets last"
+        + (f", or {width + 1} with a column of class labels last)" if outputs > 1 else ")")
     )
 
 
