@@ -186,7 +186,9 @@ def setup(config: TrainConfig) -> tuple[Sequential, Loss, Optimizer, Dataset, Da
     with blame("dataset"):
         train, test = load_data(config, loss)
     torch.manual_seed(config.seed)  # weight initialisation draws from the global generator
-    with blame(*(["model"] if config.model else ["hidden", "activation"]), "init", "gain"):
+    made_by = ["model"] if config.model else ["hidden", "activation"]
+    made_by += ["init"] * (config.init != "default") + ["gain"] * (config.gain is not None)
+    with blame(*made_by):
         model = build_model(config, train, test)
     model.to(config.device, DTYPES[config.dtype])
     with blame("optimizer", "lr"):
