@@ -490,3 +490,36 @@ def test_reduced_table_i_equals_the_torch_twin_round_by_round(
         assert r["accuracies"] == pytest.approx(twin, abs=1.5 / 1000), (act, opt)
     # Not a vacuous check: the rows learn different things in these six epochs.
     assert len({round(r["mean"], 3) for r in rows}) > 2
+
+
+PARENT_ONLY = """
+import multiprocessing
+
+import minidl
+
+if multiprocessing.parent_process() is not None:
+    raise ImportError("this plugin needs the main process")
+
+
+@minidl.hookimpl
+def register_layers(register):
+    pass
+"""
+
+
+def test_a_plugin_only_the_workers_cannot_load_stops_the_sweep(
+    invoke: Callable[..., Result], tmp_path: Path, plugin: Callable[..., str]
+) -> None:
+    """`-p FILE` loads here but not in the worker processes (``plugin``: the registry is
+    reset afterwards): each round says why, and the first to fail stops the sweep in one
+    line, exit code 1."""
+    path = tmp_path / "parent_only.py"
+    path.write_text(PARENT_ONLY)
+    args = ["-p", str(path), "sweep", "--activation", "relu", "--optimizer", "sgd", "--hidden", "4",
+            "--epochs", "1", "--n-train", "50", "--n-test", "20", "--rounds", "2", "--jobs", "2"]  # fmt: skip
+    result = invoke(*args, code=1)
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: round "), line
+    assert f"a worker process could not load plugin {str(path)!r}: " in line
+    assert "this plugin needs the main process" in line and line.endswith("; stopped the sweep")
