@@ -104,3 +104,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def report(
+    as_json: bool, document: dict[str, Any], text: str, files: list[str], directory: Any, note: str
+) -> None:
+    """What a command prints at the end: its JSON document (with the files it wrote), or its
+    text and where it wrote them; a note (no plots without matplotlib) on stderr."""
+    if as_json:
+        echo_json({**document, "files": files} if files else document)
+    else:
+        click.echo(text)
+        if files:
+            click.echo(f"wrote {', '.join(files)} to {directory}")
+    if note:
+        click.echo(note, err=True)

@@ -12,7 +12,7 @@ from .. import sweep as library
 from .. import tables
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
-from ..output import echo_json, progress
+from ..output import progress, report
 
 #: The options that make the rows: comma lists, their combinations the grid.
 GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
@@ -69,17 +69,15 @@ def sweep(ctx: click.Context, **options: Any) -> None:
             progress=lambda done, total: update(done),
         )
     files, note = tables.sweep_save(directory, results, base, rounds) if directory else ([], "")
-    if options["as_json"]:
-        document = tables.sweep_document(results, base, rounds)
-        if files:
-            document["files"] = files
-        echo_json(document)
-    else:
-        click.echo(tables.sweep_text(results, base, rounds))
-        if files:
-            click.echo(f"wrote {', '.join(files)} to {directory}")
-    if note:
-        click.echo(note, err=True)
+    document = tables.sweep_document(results, base, rounds)
+    report(
+        options["as_json"],
+        document,
+        tables.sweep_text(results, base, rounds),
+        files,
+        directory,
+        note,
+    )
 
 
 @minidl.hookimpl

@@ -12,7 +12,7 @@ from .. import tables
 from .. import tune as library
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
-from ..output import echo_json, progress
+from ..output import progress, report
 
 #: The options that make the rows and the candidates: comma lists.
 ROWS = ("activation", "optimizer")
@@ -108,17 +108,15 @@ def tune(ctx: click.Context, **options: Any) -> None:
         if directory
         else ([], "")
     )
-    if options["as_json"]:
-        document = tables.tune_document(results, base, rounds, options["budget"])
-        if files:
-            document["files"] = files
-        echo_json(document)
-    else:
-        click.echo(tables.tune_text(results, base, rounds))
-        if files:
-            click.echo(f"wrote {', '.join(files)} to {directory}")
-    if note:
-        click.echo(note, err=True)
+    document = tables.tune_document(results, base, rounds, options["budget"])
+    report(
+        options["as_json"],
+        document,
+        tables.tune_text(results, base, rounds),
+        files,
+        directory,
+        note,
+    )
 
 
 @minidl.hookimpl
