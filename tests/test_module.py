@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from layers import Scale
 from torch import Tensor
 
 import minidl
@@ -47,24 +48,6 @@ class TorchBlock(torch.nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.lin(x) * self.scale
-
-
-class Scale:
-    """A layer with no base class: the three protocol methods and nothing else."""
-
-    def __init__(self, n: int) -> None:
-        self.w = Parameter(torch.linspace(0.5, 1.5, n), "w")
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.x = x
-        return x * self.w.data
-
-    def backward(self, grad_output: Tensor) -> Tensor:
-        self.w.grad += (grad_output * self.x).sum(0)
-        return grad_output * self.w.data
-
-    def parameters(self) -> list[Parameter]:
-        return [self.w]
 
 
 def models() -> tuple[Sequential, torch.nn.Sequential]:

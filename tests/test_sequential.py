@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from layers import Scale
 from torch import Tensor
 
 import minidl
@@ -16,24 +17,6 @@ from minidl.plugins import MSE, SGD, Linear, ReLU, Sigmoid, Standardize, Tanh
 from minidl.plugins.datasets import disc
 
 F64 = torch.float64
-
-
-class Scale:
-    """``y = x * w`` feature-wise; no base class, only the three protocol methods."""
-
-    def __init__(self, in_features: int) -> None:
-        self.w = Parameter(torch.linspace(0.5, 1.5, in_features), "w")
-
-    def forward(self, x: Tensor) -> Tensor:
-        self.x = x
-        return x * self.w.data
-
-    def backward(self, grad_output: Tensor) -> Tensor:
-        self.w.grad += (grad_output * self.x).sum(0)
-        return grad_output * self.w.data
-
-    def parameters(self) -> list[Parameter]:
-        return [self.w]
 
 
 class Identity:
