@@ -113,30 +113,17 @@ def step_contender(
     ``parameters_only``: ``model.backward_parameters``, which skips the gradient with
     respect to the data (what ``minidl.fit`` does)."""
     last: list[Tensor | None] = [None]
+    backward = model.backward_parameters if parameters_only else model.backward
 
-    if parameters_only:
-
-        def run(n: int) -> int:
-            value = None
-            for _ in range(n):
-                optimizer.zero_grad()
-                value = loss.forward(model.forward(x), y)
-                model.backward_parameters(loss.backward())
-                optimizer.step()
-            last[0] = value
-            return n
-
-    else:
-
-        def run(n: int) -> int:
-            value = None
-            for _ in range(n):
-                optimizer.zero_grad()
-                value = loss.forward(model.forward(x), y)
-                model.backward(loss.backward())
-                optimizer.step()
-            last[0] = value
-            return n
+    def run(n: int) -> int:
+        value = None
+        for _ in range(n):
+            optimizer.zero_grad()
+            value = loss.forward(model.forward(x), y)
+            backward(loss.backward())
+            optimizer.step()
+        last[0] = value
+        return n
 
     return Contender(
         run,
