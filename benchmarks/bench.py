@@ -210,7 +210,7 @@ def sweep_training(
     (benchmarks/twin.py's twin_fit), from the same weights and data:
     name -> (seconds, final test accuracy)."""
     config = round_config(TrainConfig(epochs=args.sweep_epochs, device=args.device), row, seed)
-    model, loss, optimizer, train, test = setup(config)
+    model, loss, optimizer, train, _, test = setup(config)
     net = torch_twin(model)  # before training: the same initial weights
     settings = {"betas": (optimizer.beta1, optimizer.beta2)} if config.optimizer == "adam" else {}
     twin_optimizer = torch_optimizer(config.optimizer, net.parameters(), config.lr, **settings)

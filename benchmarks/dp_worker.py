@@ -22,20 +22,20 @@ def main(out: str, n_train: int, batch_size: int, epochs: int, threads: int) -> 
         init_from_env()
         rank, _, world_size = world_from_env()
         config = TrainConfig(n_train=n_train, n_test=1000, batch_size=batch_size, lr=1e-3)
-        model, loss, optimizer, train, _ = setup(config)
-        stepper = DataParallel(optimizer, model) if world_size > 1 else optimizer
-        batches = stepper.batches if isinstance(stepper, DataParallel) else None
+        model, loss, optimizer, train, _, _ = setup(config)
+        parallel = DataParallel(optimizer, model) if world_size > 1 else None
 
         def train_epochs(n: int) -> None:
             minidl.fit(
                 model,
                 loss,
-                stepper,
+                optimizer,
                 train,
                 epochs=n,
                 batch_size=batch_size,
                 evaluate_every_epoch=False,
-                batches=batches,
+                callbacks=[parallel, parallel.stop_sync] if parallel else [],
+                batches=parallel.batches if parallel else None,
             )
 
         train_epochs(1)  # warm-up: allocator, first collective

@@ -1,11 +1,13 @@
 """Saving a run as it trains, so that it can be resumed to the result it would have had.
 
 A checkpoint is one safetensors file: the model's ``state_dict()`` (parameters and
-buffers), the optimizer's and a stateful schedule's ``state_dict()``, and as JSON metadata
-the epoch, the history and the config. A run is resumable when its optimizer has
+buffers), the optimizer's, a stateful schedule's and each stateful callback's
+``state_dict()`` (early stopping's best weights, say), and as JSON metadata the epoch, the
+history and the config. A run is resumable when its optimizer has
 ``state_dict``/``load_state_dict`` (every :class:`minidl.FlatOptimizer` has them, its
-subclasses' state included) and its schedule is a plain function of the epoch or has them
-too; :func:`not_resumable` says why a run is not.
+subclasses' state included), its schedule is a plain function of the epoch or has them
+too, and so has every callback the config names that has either (a callback without state
+needs neither); :func:`not_resumable` says why a run is not.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import inspect
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from minidl import ModelFileError, Module, Optimizer
+from minidl import Callback, ModelFileError, Module, Optimizer, Trainer
 from minidl.io import load_tensors, save_tensors
 from minidl.module import load_state_dict, state_dict
 
@@ -42,9 +45,16 @@ class Checkpoint:
     states: dict[str, dict[str, Any]]  # "model", "optimizer", "schedule" -> state_dict
 
 
-def not_resumable(optimizer: Any, schedule: Any) -> str | None:
-    """Why a run with this optimizer and schedule cannot be saved and resumed, or None."""
-    for what, obj in (("optimizer", optimizer), ("schedule", schedule)):
+def _stateful(callback: Any) -> bool:
+    return any(callable(getattr(callback, m, None)) for m in ("state_dict", "load_state_dict"))
+
+
+def not_resumable(optimizer: Any, schedule: Any, callbacks: Sequence[Any] = ()) -> str | None:
+    """Why a run with this optimizer, schedule and callbacks cannot be saved and resumed,
+    or None."""
+    parts = [("optimizer", optimizer), ("schedule", schedule)]
+    parts += [("callback", c) for c in callbacks if _stateful(c)]
+    for what, obj in parts:
         if what == "schedule" and inspect.isfunction(obj):
             continue  # a function of the epoch alone holds no state
         if not all(callable(getattr(obj, m, None)) for m in ("state_dict", "load_state_dict")):
@@ -106,8 +116,23 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(epoch, history, state["config"], states)
 
 
+def _parts(optimizer: Any, schedule: Any, callbacks: Sequence[Any]) -> dict[str, Any]:
+    """What a checkpoint saves beside the model, by part name; a callback by its position
+    in ``config.callbacks`` (the checkpoint's config names the same ones)."""
+    parts = {"optimizer": optimizer}
+    if not inspect.isfunction(schedule):
+        parts["schedule"] = schedule
+    parts.update((f"callback{i}", c) for i, c in enumerate(callbacks) if _stateful(c))
+    return parts
+
+
 def restore(
-    checkpoint: Checkpoint, config: TrainConfig, model: Module, optimizer: Optimizer, schedule: Any
+    checkpoint: Checkpoint,
+    config: TrainConfig,
+    model: Module,
+    optimizer: Optimizer,
+    schedule: Any,
+    callbacks: Sequence[Any] = (),
 ) -> list[dict[str, Any]]:
     """Put a checkpoint of a run of ``config`` into its freshly built parts; its history."""
     current = config.as_dict()
@@ -118,14 +143,14 @@ def restore(
     ]
     if differ:
         raise ValueError(f"the checkpoint is of a run with other settings: {'; '.join(differ)}")
-    reason = not_resumable(optimizer, schedule)
+    reason = not_resumable(optimizer, schedule, callbacks)
     if reason:
         raise ValueError(reason)
     device = model.parameters()[0].data.device if model.parameters() else torch.device("cpu")
     try:
         load_state_dict(model, checkpoint.states["model"])
-        for part, obj in (("optimizer", optimizer), ("schedule", schedule)):
-            if part in checkpoint.states and not inspect.isfunction(obj):
+        for part, obj in _parts(optimizer, schedule, callbacks).items():
+            if part in checkpoint.states:
                 state = checkpoint.states[part]
                 obj.load_state_dict(
                     {
@@ -140,11 +165,11 @@ def restore(
     return list(checkpoint.history)
 
 
-class Checkpointer:
-    """A :func:`minidl.fit` callback that saves the run to ``path`` after the first epoch
-    and then at most every ``every_s`` seconds: at most a second of training lost to an
-    interruption, and no quadratic cost from rewriting a long history each epoch. Put it
-    last among the callbacks, so the records it saves are complete."""
+class Checkpointer(Callback):
+    """A callback that saves the run to ``path`` after the first epoch and then at most
+    every ``every_s`` seconds: at most a second of training lost to an interruption, and
+    no quadratic cost from rewriting a long history each epoch. Put it last among the
+    callbacks, so the records and states it saves are complete."""
 
     #: the default interval, for all runs (tests set it to 0: a checkpoint every epoch)
     every_s = 1.0
@@ -157,19 +182,18 @@ class Checkpointer:
         schedule: Any,
         config: TrainConfig,
         history: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        callbacks: Sequence[Any] = (),
         every_s: float | None = None,
     ) -> None:
         self.path, self.config = Path(path), config.as_dict()
-        self.objects = {"model": model, "optimizer": optimizer}
-        if not inspect.isfunction(schedule):
-            self.objects["schedule"] = schedule
+        self.objects = {"model": model, **_parts(optimizer, schedule, callbacks)}
         self.history = list(history)
         self.every_s = Checkpointer.every_s if every_s is None else every_s
         self._last = -math.inf
         self.epoch = len(self.history)  # of the last checkpoint written (0: none yet)
 
-    def __call__(self, record: dict[str, Any], model: Module) -> None:
-        self.history.append(record)
+    def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
+        self.history.append(trainer.record)
         now = time.monotonic()
         if now - self._last >= self.every_s:
             self.save()

@@ -1,6 +1,6 @@
 """Training diagnostics: per-layer gradient norms and activation saturation, once per epoch.
 
-:class:`Diagnostics` is a training callback. After each epoch it runs one forward and one
+:class:`Diagnostics` is a training callback. At the end of each epoch it runs one forward and one
 backward pass on a fixed probe set (by default the whole training set) and adds to the
 epoch's record
 
@@ -29,13 +29,11 @@ running statistic moves and no random number is drawn.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
 import minidl
-from minidl import Dataset, Loss, Module, Parameter
+from minidl import Callback, Dataset, Loss, Module, Parameter, Trainer
 from minidl.module import set_mode
 from minidl.train import model_dtype_device
 
@@ -58,7 +56,7 @@ def layer_names(model: Module) -> list[tuple[str, Module]]:
     return named
 
 
-class Diagnostics:
+class Diagnostics(Callback):
     """A callback for :func:`minidl.fit` (or :func:`minidl.cli.run`) that records gradient
     norms and saturation per epoch; ``measure(model)`` gives the same numbers at any time.
 
@@ -106,5 +104,5 @@ class Diagnostics:
             p.grad.copy_(grad)
         return record
 
-    def __call__(self, record: dict[str, Any], model: Module) -> None:
-        record.update(self.measure(model))
+    def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
+        trainer.record.update(self.measure(model))

@@ -1,8 +1,9 @@
 """Data parallelism on torch.distributed, without autograd hooks.
 
 Every rank draws the same global mini-batches (same shuffling seed), trains on its own
-slice of each, and before each optimizer step one ``all_reduce`` over the flat gradient
-buffer sums the slices' gradients weighted by slice size. The result is the gradient of
+slice of each, and before each optimizer step (a callback's ``on_after_backward``) one
+``all_reduce`` over the flat gradient buffer sums the slices' gradients weighted by slice
+size. The result is the gradient of
 the global batch's mean loss, so every rank takes the same step as a single process would.
 The model's buffers (running statistics) are rank 0's, broadcast before each batch's
 forward pass as torch's ``DistributedDataParallel`` does by default.
@@ -22,20 +23,22 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from minidl import Dataset, FlatOptimizer
+from minidl import Callback, Dataset, FlatOptimizer, Module, Trainer
 from minidl.flat import FlatParameters
 from minidl.module import named_buffers
 from minidl.protocols import Optimizer
 
 
-class DataParallel:
-    """An optimizer wrapper for one rank of a process group; pass it to :func:`minidl.fit`
-    with ``batches=dp.batches``.
+class DataParallel(Callback):
+    """The callback that makes one rank of a process group train as part of the whole;
+    :func:`minidl.cli.run` puts it first among the callbacks (so that gradient clipping,
+    say, sees the summed gradient), :attr:`stop_sync` last, and passes
+    ``batches=dp.batches`` to :func:`minidl.fit`.
 
-    The wrapped optimizer's parameters must live in one flat buffer (every built-in
-    optimizer's do). Rank 0's parameters and ``model``'s buffers are broadcast at once, so
-    all ranks start equal; the buffers again before every batch and after each epoch's
-    last, so every rank trains and evaluates with rank 0's running statistics.
+    The optimizer's parameters must live in one flat buffer (every built-in optimizer's
+    do). At the start rank 0's parameters and the model's buffers are broadcast, so all
+    ranks start equal; the buffers again after every batch, so every rank's next forward
+    pass, and each epoch's evaluation, uses rank 0's running statistics.
     """
 
     def __init__(
@@ -51,38 +54,29 @@ class DataParallel:
                 f"DataParallel needs an optimizer that keeps its parameters in one flat buffer "
                 f"(a minidl.FlatOptimizer), got {type(optimizer).__name__}"
             )
-        self.optimizer = optimizer
         self.flat: FlatParameters = optimizer.flat
         self.model = model
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)
         self._src = dist.get_global_rank(group, 0) if group is not None else 0
-        dist.broadcast(self.flat.data, src=self._src, group=group)
-        self.broadcast_buffers()
         self._weight = 1.0
+        self.stop_sync = _StopSync(self)
 
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.lr)
+    def on_train_start(self, trainer: Trainer, model: Module) -> None:
+        dist.broadcast(self.flat.data, src=self._src, group=self.group)
+        self.broadcast_buffers()
 
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self.optimizer.lr = value
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad()
-
-    def step(self) -> None:
+    def on_after_backward(self, trainer: Trainer, model: Module) -> None:
+        # This rank's gradient is of its slice's mean loss: weighted by the slice's share
+        # of the batch and summed, it is the gradient of the whole batch's mean loss.
         self.flat.grad.mul_(self._weight)
         dist.all_reduce(self.flat.grad, group=self.group)
-        self.optimizer.step()
 
-    def state_dict(self) -> dict[str, Any]:
-        return self.optimizer.state_dict()  # type: ignore[no-any-return]
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
+    def on_batch_end(self, trainer: Trainer, model: Module) -> None:
+        # Before the next forward pass, as DDP's broadcast_buffers; after the last, before
+        # the epoch's evaluation.
+        self.broadcast_buffers()
 
     def broadcast_buffers(self) -> None:
         """Copy rank 0's buffers into this rank's, in place: into the very tensors the
@@ -108,18 +102,27 @@ class DataParallel:
         self, data: Dataset, batch_size: int, generator: torch.Generator | None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """This rank's slice of every global batch. A rank whose slice is empty (a last
-        batch smaller than the world) still joins the step's collectives, with zero gradient."""
+        batch smaller than the world) takes the batch's first example with weight 0, so it
+        joins the step's collectives through the same path with a zero gradient."""
         for x, y in data.batches(batch_size, generator):
-            self.broadcast_buffers()  # before the forward pass, as DDP's broadcast_buffers
             xs = x.tensor_split(self.world_size)[self.rank]
             ys = y.tensor_split(self.world_size)[self.rank]
             self._weight = len(xs) / len(x)
-            if len(xs):
-                yield xs, ys
-            else:
-                self.zero_grad()
-                self.step()
-        self.broadcast_buffers()  # the epoch is evaluated, and ends, with rank 0's
+            yield (xs, ys) if len(xs) else (x[:1], y[:1])
+
+
+class _StopSync(Callback):
+    """Last among the callbacks: every rank stops when rank 0 does, at the same epoch."""
+
+    def __init__(self, parallel: DataParallel) -> None:
+        self.parallel = parallel
+
+    def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
+        flag = torch.tensor([float(trainer.should_stop)])
+        dist.broadcast(flag, src=self.parallel._src, group=self.parallel.group)
+        if bool(flag) and not trainer.should_stop:
+            trainer.stop("rank 0 stopped")
+        trainer.should_stop = bool(flag)
 
 
 def world_from_env() -> tuple[int, int, int]:

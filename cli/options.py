@@ -89,8 +89,18 @@ TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "batch_size": (("--batch-size",), click.IntRange(1), "Examples per mini-batch."),
     "seed": (("--seed",), SEED, "Seeds the data, the initial weights and the shuffling."),
     "device": (("--device",), Device(), "cpu, cuda, cuda:N, mps."),
+    "callbacks": (
+        ("--callback",),
+        Name("callback"),
+        "A registered training callback, optionally with settings; repeat for several "
+        "(they run in the order given): 'early_stopping(patience=5)'.",
+    ),
     "dtype": (("--dtype",), click.Choice(list(DTYPES)), "Floating-point type of the model."),
 }
+
+
+#: Options given once per item (``--callback A --callback B``), a list in TrainConfig.
+REPEATABLE = ("callbacks",)
 
 
 def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
@@ -109,6 +119,9 @@ def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
                 )
                 continue
             default = getattr(DEFAULTS, name)
+            if name in REPEATABLE:
+                decorators.append(click.option(*flags, name, type=type_, multiple=True, help=help_))
+                continue
             decorators.append(
                 click.option(
                     *flags,
@@ -162,6 +175,9 @@ def config_from(ctx: click.Context, options: dict[str, Any]) -> TrainConfig:
         raise click.UsageError("--test-data needs --data (the training CSV)", ctx)
     fields = TrainConfig.__dataclass_fields__
     chosen = {k: v for k, v in options.items() if k in fields and v is not None}
+    for name in REPEATABLE:
+        if name in chosen:
+            chosen[name] = list(chosen[name])
     return TrainConfig(**{k: v for k, v in chosen.items() if not _is_list(ctx, k)})
 
 
@@ -220,6 +236,8 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         if isinstance(p, click.Option) and p.name != "config":
             for opt in [*p.opts, *p.secondary_opts]:
                 options[opt.lstrip("-").replace("-", "_")] = p
+            if p.name in REPEATABLE:  # callbacks = [...] as well as callback = [...]
+                options[p.name] = p
     defaults: dict[str, Any] = dict(ctx.default_map or {})
     for key, v in settings.items():
         option = options.get(key.replace("-", "_"))

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from minidl import Callback, Module, Trainer
 from minidl.io import atomic_write
 
 
@@ -37,6 +38,67 @@ def progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
             position = done
 
         yield update
+
+
+def epoch_line(record: dict[str, Any]) -> str:
+    """``loss 0.0123 acc 98.20%  val loss ... acc ...``: an epoch's numbers, for people."""
+    parts = []
+    for split, label in (("train", ""), ("val", "val "), ("test", "test ")):
+        if f"{split}_loss" in record:
+            text = f"{label}loss {record[f'{split}_loss']:.4f}"
+            if f"{split}_accuracy" in record:
+                text += f" acc {percent(record[f'{split}_accuracy'])}%"
+            parts.append(text)
+    return "  ".join(parts)
+
+
+class Progress(Callback):
+    """What a person sees while a run trains, on stderr: on a terminal a bar with the last
+    epoch's loss and accuracy; elsewhere (a pipe, a log file) one line every ``every``
+    epochs, and the last; with ``quiet``, nothing. A stop is said in one line."""
+
+    def __init__(self, every: int = 1, quiet: bool = False, tty: bool | None = None) -> None:
+        self.every, self.quiet = every, quiet
+        self.tty = is_tty() if tty is None else tty
+        self.bar: Any = None
+        self.text = ""
+
+    def on_train_start(self, trainer: Trainer, model: Module) -> None:
+        if self.quiet or not self.tty:
+            return
+        self.bar = click.progressbar(
+            length=trainer.max_epochs,
+            label="training",
+            file=sys.stderr,
+            show_eta=True,
+            item_show_func=lambda _: self.text,
+        )
+        self.bar.__enter__()
+        self.bar.update(trainer.epoch)  # a resumed run's epochs
+
+    def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
+        self.text = f"epoch {trainer.epoch}  {epoch_line(trainer.record)}"
+        if self.bar is not None:
+            self.bar.update(1, self.text)
+        elif not self.quiet and (
+            trainer.epoch % self.every == 0
+            or trainer.epoch == trainer.max_epochs
+            or trainer.should_stop
+        ):
+            width = len(str(trainer.max_epochs))
+            click.echo(
+                f"epoch {trainer.epoch:>{width}}/{trainer.max_epochs}  {epoch_line(trainer.record)}",
+                err=True,
+            )
+
+    def on_train_end(self, trainer: Trainer, model: Module) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+        if not self.quiet and "stop_reason" in trainer.info:
+            click.echo(
+                f"stopped after epoch {trainer.epoch}: {trainer.info['stop_reason']}", err=True
+            )
 
 
 def echo_json(data: Any) -> None:

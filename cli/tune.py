@@ -47,8 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import minidl
-from minidl import Module, evaluate, fit
-from minidl.train import model_dtype_device
+from minidl import Callback, Module, Trainer, evaluate
 
 from .candidates import (
     BUDGETS,
@@ -61,7 +60,7 @@ from .candidates import (
     grid,
     tune_rows,
 )
-from .experiment import TrainConfig, make_schedule, setup
+from .experiment import TrainConfig, make_schedule, run, setup
 from .rows import Row, check_rows, plain_optimizer, round_config, table_i_row
 from .sweep import RoundResult, RowResult, run_round
 from .workers import RoundFailed, WorkerError, Workers, call, single_thread
@@ -172,46 +171,36 @@ def _epoch_free(config: TrainConfig, epochs: Sequence[int]) -> bool:
     )
 
 
+class _Scores(Callback):
+    """Tune's validation scoring: the validation accuracy after each wanted epoch."""
+
+    def __init__(self, epochs: Iterable[int]) -> None:
+        self.wanted, self.scores = set(epochs), {}
+
+    def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
+        if trainer.epoch in self.wanted and trainer.validation is not None:
+            self.scores[trainer.epoch] = evaluate(model, trainer.loss, trainer.validation)[1]
+
+
 def validation_scores(job: tuple[TrainConfig, tuple[int, ...]]) -> dict[int, float]:
     """Validation accuracy after each of the given epochs of one run of ``config`` (an
     empty dict if training diverged). A plain function of picklable arguments, so process
     pools can run it.
 
     Only the held-out part is scored, and only at those epochs: scoring every epoch on the
-    training points too, as a plain run does, would cost a fifth of the search's time.
+    training points too, as a plain run does, would cost a fifth of the search's time. The
+    test set is never scored.
     """
     config, epochs = job
     if not config.validation:
         raise ValueError("validation_scores needs a config with a validation fraction")
-    wanted = set(epochs)
-    scores: dict[int, float] = {}
+    scoring = _Scores(epochs)
     with single_thread():  # as in the pool's workers, so jobs never change the numbers
-        # With ``validation`` set, the held-out training points take the test set's place.
-        model, loss, optimizer, train, held_out = setup(config)
-        dtype, device = model_dtype_device(model)
-        held_out = held_out.to(device, dtype)
-
-        def score(record: dict[str, Any], model: Module) -> None:
-            if record["epoch"] in wanted:
-                scores[record["epoch"]] = evaluate(model, loss, held_out)[1]
-
         try:
-            fit(
-                model,
-                loss,
-                optimizer,
-                train,
-                None,
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                seed=config.seed,
-                schedule=make_schedule(config),
-                evaluate_every_epoch=False,
-                callbacks=[score],
-            )
+            run(config, [scoring], evaluate_test=False, evaluate_every_epoch=False)
         except minidl.DivergenceError:
             return {}
-    return scores
+    return scoring.scores
 
 
 @dataclass

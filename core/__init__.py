@@ -8,6 +8,7 @@ their own work only.
 
 from __future__ import annotations
 
+from .callbacks import Callback, CallbackError, Trainer
 from .data import Dataset, load_csv
 from .errors import (
     DataError,
@@ -30,11 +31,15 @@ from .protocols import Loss, Module, Optimizer
 from .registry import registry
 from .sequential import Sequential
 from .spec import Spec, build, create, parse
-from .train import accuracy, evaluate, fit, labels, predict
+from .train import History, accuracy, evaluate, fit, labels, predict
 
 __version__ = "0.2.0"
 
 __all__ = [
+    "Callback",
+    "CallbackError",
+    "History",
+    "Trainer",
     "DataError",
     "Dataset",
     "DivergenceError",

@@ -63,6 +63,14 @@ def register_schedules(register: Register) -> None:
 
 
 @hookspec
+def register_callbacks(register: Register) -> None:
+    """Register training callbacks: ``register("early_stopping", EarlyStopping)``.
+    ``factory(**settings)`` returns an object with any of the events of
+    :mod:`minidl.callbacks` (``on_epoch_end(trainer, model)``, ...); ``--callback SPEC``
+    makes one per run (and per data-parallel rank)."""
+
+
+@hookspec
 def register_commands(cli: Any) -> None:
     """Add sub-commands to ``minidl-run``: ``cli`` is its click group; use
     ``@cli.command()`` or ``cli.add_command(command)``. A command name that is already

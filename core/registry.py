@@ -40,6 +40,7 @@ KINDS = {
     "dataset": "register_datasets",
     "initializer": "register_initializers",
     "schedule": "register_schedules",
+    "callback": "register_callbacks",
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

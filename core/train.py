@@ -14,14 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .callbacks import Trainer, fire, handlers
 from .checks import check_targets, checked_step
 from .data import Dataset
 from .errors import DataError, DivergenceError, NonFiniteError
 from .module import set_mode
 from .protocols import Loss, Module, Optimizer
 
-#: A callback receives each epoch's record (it may add keys to it) and the model.
-Callback = Callable[[dict[str, Any], Module], None]
 #: ``batches(data, batch_size, generator)``: the (inputs, targets) of one epoch.
 Batches = Callable[[Dataset, int, torch.Generator], Iterable[tuple[Tensor, Tensor]]]
 
@@ -109,6 +108,15 @@ def _scores(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tup
     return total_loss / n, total_correct / n
 
 
+class History(list[dict[str, Any]]):
+    """The records of :func:`fit`, one per epoch, and ``info``: what callbacks said about
+    the run (``stopped_epoch`` and ``stop_reason`` when one stopped it)."""
+
+    def __init__(self, records: Iterable[dict[str, Any]] = (), info: dict[str, Any] | None = None):
+        super().__init__(records)
+        self.info: dict[str, Any] = dict(info or {})
+
+
 @torch.no_grad()
 def fit(
     model: Module,
@@ -117,81 +125,108 @@ def fit(
     train: Dataset,
     test: Dataset | None = None,
     *,
+    validation: Dataset | None = None,
     epochs: int = 100,
     batch_size: int = 100,
     seed: int = 0,
     schedule: Callable[[int], float] | None = None,
     evaluate_every_epoch: bool = True,
-    callbacks: Iterable[Callback] = (),
+    callbacks: Iterable[Any] = (),
     start_epoch: int = 1,
+    history: Iterable[dict[str, Any]] = (),
     batches: Batches | None = None,
-) -> list[dict[str, Any]]:
-    """Train in training mode and return the history: one record per epoch with
-    ``epoch``, ``lr``, ``train_loss``, ``train_accuracy`` and, given ``test``,
-    ``test_loss`` and ``test_accuracy``, evaluated in eval mode. The model is left in
-    eval mode.
+    log_dir: str | None = None,
+) -> History:
+    """Train in training mode and return the :class:`History`: one record per epoch with
+    ``epoch``, ``lr``, ``train_loss``, ``train_accuracy`` and, given ``validation`` or
+    ``test``, ``val_loss``/``val_accuracy`` and ``test_loss``/``test_accuracy``, evaluated
+    in eval mode (with ``evaluate_every_epoch=False``, after the last epoch only). The model
+    is left in eval mode.
 
-    The data is moved to the model's dtype and device. Shuffling draws from a generator
-    seeded with ``seed``, so a run is reproducible; ``start_epoch`` continues a run as
-    the uninterrupted one would have. ``batches`` replaces :meth:`Dataset.batches` (a
-    data-parallel rank takes its slice of each). A NaN or infinite loss raises
-    :class:`DivergenceError` naming the epoch and step.
+    ``callbacks`` see every event of the loop (:mod:`minidl.callbacks`); one may stop
+    training early. The data is moved to the model's dtype and device (integer inputs stay
+    integers). Shuffling draws from a generator seeded with ``seed``, so a run is
+    reproducible; ``start_epoch`` continues a run as the uninterrupted one would have, and
+    ``history`` holds the records of the epochs before it (callbacks see them). ``batches`` replaces :meth:`Dataset.batches` (a data-parallel rank takes its slice of
+    each). A NaN or infinite loss raises :class:`DivergenceError` naming the epoch and step.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be at least 1, got {epochs} and {batch_size}")
-    for data, which in ((train, "training"), (test, "test")):
+    splits = ((train, "training"), (validation, "validation"), (test, "test"))
+    for data, which in splits:
         if data is not None and len(data) == 0:
             raise DataError(f"the {which} set is empty")
     dtype, device = model_dtype_device(model)
     train = train.to(device, dtype)
-    test = test.to(device, dtype) if test is not None else None
+    validation, test = (None if d is None else d.to(device, dtype) for d in (validation, test))
     generator = torch.Generator().manual_seed(seed)
     for _ in range(start_epoch - 1):  # resuming at epoch k shuffles as the whole run did
         torch.randperm(len(train), generator=generator)
-    for data, which in ((train, "training"), (test, "test")):
-        if data is not None:
+    for data, which in ((train, "training"), (validation, "validation"), (test, "test")):
+        if data is not None and len(data):
             check_targets(model, loss, data, which)
     callbacks = list(callbacks)
-    history = []
+    events = handlers(callbacks)
+    trainer = Trainer(model, loss, optimizer, train, validation, test, epochs, start_epoch - 1)
+    trainer.callbacks, trainer.log_dir, trainer.history = callbacks, log_dir, list(history)
+    trainer.global_step = (start_epoch - 1) * -(-len(train) // batch_size)
     # Bound methods looked up once, not at every step. The data needs no gradient, so a
     # model that can skip the input gradient (Sequential.backward_parameters) does.
     forward, backward = model.forward, getattr(model, "backward_parameters", model.backward)
     loss_forward, loss_backward = loss.forward, loss.backward
     zero_grad, optimizer_step = optimizer.zero_grad, optimizer.step
+    # Step events are looked at once per step only when some callback has them.
+    after_backward, batch_end = events["on_after_backward"], events["on_batch_end"]
+    step_events = bool(after_backward or batch_end)
+    fire(events["on_train_start"], trainer, "on_train_start")
     first = True
     for epoch in range(start_epoch, epochs + 1):
+        trainer.epoch = epoch
         if schedule is not None:
             optimizer.lr = schedule(epoch)
+        fire(events["on_epoch_start"], trainer, "on_epoch_start")
         set_mode(model, True)
         step_losses = []
         for x, y in (batches or Dataset.batches)(train, batch_size, generator):
             zero_grad()
             if first:  # the same computation, one layer at a time, every shape checked
-                step_losses.append(checked_step(model, loss, x, y))
+                value = checked_step(model, loss, x, y)
                 first = False
             else:
-                step_losses.append(loss_forward(forward(x), y))
+                value = loss_forward(forward(x), y)
                 backward(loss_backward())
+            step_losses.append(value)
+            if after_backward:
+                fire(after_backward, trainer, "on_after_backward")
             optimizer_step()
-        evaluated = evaluate_every_epoch or epoch == epochs
-        record = _epoch_record(model, loss, optimizer, train, test, epoch, step_losses, evaluated)
-        for callback in callbacks:
-            callback(record, model)
-        history.append(record)
+            if step_events:
+                trainer.global_step += 1
+                trainer.batch_loss = value
+                fire(batch_end, trainer, "on_batch_end")
+                if trainer.should_stop:
+                    break
+        if not step_events:
+            trainer.global_step += len(step_losses)
+        evaluated = evaluate_every_epoch or epoch == epochs or trainer.should_stop
+        record = _epoch_record(model, loss, optimizer, trainer, step_losses, evaluated)
+        trainer.history.append(record)
+        fire(events["on_epoch_end"], trainer, "on_epoch_end")
+        if trainer.should_stop:
+            break
     set_mode(model, False)
-    return history
+    fire(events["on_train_end"], trainer, "on_train_end")
+    return History(trainer.history, trainer.info)
 
 
 def _epoch_record(
     model: Module,
     loss: Loss,
     optimizer: Optimizer,
-    train: Dataset,
-    test: Dataset | None,
-    epoch: int,
+    trainer: Trainer,
     step_losses: list[Tensor],
     evaluated: bool,
 ) -> dict[str, Any]:
+    epoch = trainer.epoch
     # One finiteness check per epoch, not a sync per step. (A data-parallel rank may have
     # had no rows.)
     losses = torch.stack(step_losses) if step_losses else torch.zeros(1)
@@ -201,16 +236,20 @@ def _epoch_record(
     if not evaluated:
         record["train_loss"] = float(losses.mean())
         return record
-    set_mode(model, False)  # once for both evaluations; the next epoch switches back
-    record["train_loss"], record["train_accuracy"] = _scores(model, loss, train)
+    set_mode(model, False)  # once for every evaluation; the next epoch switches back
+    record["train_loss"], record["train_accuracy"] = _scores(model, loss, trainer.train)
     if not math.isfinite(record["train_loss"]):
         raise DivergenceError(epoch, len(step_losses), optimizer.lr)
-    if test is not None:
-        record["test_loss"], record["test_accuracy"] = _scores(model, loss, test)
-        if not math.isfinite(record["test_loss"]):
+    for data, key in ((trainer.validation, "val"), (trainer.test, "test")):
+        if data is None:
+            continue
+        record[f"{key}_loss"], record[f"{key}_accuracy"] = _scores(model, loss, data)
+        if not math.isfinite(record[f"{key}_loss"]):
+            which = "validation" if key == "val" else "test"
             raise NonFiniteError(
-                f"the test loss is {record['test_loss']} after epoch {epoch}, while the training "
-                "loss is finite: the model's outputs overflow on the test inputs (far outside "
-                f"the training data's range? the largest |x| there is {float(test.x.abs().max()):g})"
+                f"the {which} loss is {record[f'{key}_loss']} after epoch {epoch}, while the "
+                f"training loss is finite: the model's outputs overflow on the {which} inputs "
+                f"(far outside the training data's range? the largest |x| there is "
+                f"{float(data.x.abs().max()):g})"
             )
     return record

@@ -99,7 +99,7 @@ def train(directory: str, model: str | None = None) -> None:
         result = run(CONFIG.replace(model=model), data_parallel=True)
     torch.save(
         {
-            "history": result.history,
+            "history": list(result.history),
             "weights": [p.data.clone() for p in result.model.parameters()],
             "buffers": {k: b.clone() for k, b in minidl.module.named_buffers(result.model)},
             "seen": getattr(result.model[0], "seen", None),

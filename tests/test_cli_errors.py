@@ -31,6 +31,18 @@ FAST = ["--epochs", "2", "--n-train", "100", "--n-test", "50"]
 EXIT_CODES = {0, 1, 2, 130, 143}
 
 
+#: a progress line of a run off a terminal (minidl.cli.output.Progress)
+PROGRESS = re.compile(r"^epoch +\d+/\d+  ")
+
+
+def progress_epochs(stderr: str) -> list[int]:
+    """The epochs of the progress lines a run printed off a terminal, which must be all
+    it printed on stderr."""
+    lines = stderr.splitlines()
+    assert all(PROGRESS.match(line) for line in lines), stderr
+    return [int(line.split()[1].split("/")[0]) for line in lines]
+
+
 def error_line(result: Result, *fragments: str) -> str:
     """The one "Error:" line of a failed run, last on stderr; above it only click's usage
     line and hint; no traceback, and never the catch-all for bugs. Each fragment is in it;
@@ -39,6 +51,7 @@ def error_line(result: Result, *fragments: str) -> str:
     assert "Traceback" not in result.output, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     lines = [line for line in lines if not line.startswith("Warning: ")]
+    lines = [line for line in lines if not PROGRESS.match(line)]
     assert lines and lines[-1].startswith("Error: "), result.stderr
     assert all(line.startswith(("Usage: ", "Try ")) for line in lines[:-1]), result.stderr
     line = lines[-1]

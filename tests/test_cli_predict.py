@@ -101,7 +101,7 @@ def test_predict_with_a_class_label_model(tmp_path: Path, invoke) -> None:  # ty
     )
     metadata = json.loads((out / "model.json").read_text())["metadata"]
     assert metadata["outputs"] == 3
-    _, test = load_data(TrainConfig(data=str(data), loss="cross_entropy"))
+    _, _, test = load_data(TrainConfig(data=str(data), loss="cross_entropy"))
     document = json.loads(invoke("predict", str(out), "--data", str(data), "--json").stdout)
     model, _ = minidl.load_model(out)
     expected = minidl.predict(model, x)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_errors import error_line
+from test_cli_errors import error_line, progress_epochs
 
 import minidl
 from minidl.cli import TrainConfig, run
@@ -65,7 +65,7 @@ def test_the_defaults_are_the_seed_reports_experiment() -> None:
         "default",
     )
     assert (c.epochs, c.batch_size, c.seed, c.dtype) == (100, 100, 0, "float32")
-    train, test = load_data(c)
+    train, _, test = load_data(c)
     assert (len(train), len(test)) == (1000, 1000)
 
 
@@ -80,14 +80,21 @@ def test_no_command_runs_the_seed_experiment(invoke) -> None:  # type: ignore[no
             f"{split:<5} accuracy {100 * accuracy:.2f}%  error {100 * (1 - accuracy):.2f}%"
         )
         assert line.endswith("(1000 points)")
-    assert result.stderr == ""  # no progress bar off a terminal
+    # Off a terminal, a line per epoch on stderr, not a bar.
+    assert progress_epochs(result.stderr) == list(range(1, 101))
     assert invoke("train").stdout == result.stdout
 
 
 def test_progress_bar_only_on_a_terminal(invoke, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    assert invoke("train", *FAST).stderr == ""
+    lines = invoke("train", *FAST).stderr
+    assert progress_epochs(lines) == [1, 2]
+    assert "test loss" in lines and "acc" in lines
+    assert invoke("train", *FAST, "--quiet").stderr == ""
+    every = invoke("train", *FAST[2:], "--epochs", "7", "--log-every", "3").stderr
+    assert progress_epochs(every) == [3, 6, 7]  # and the last
     monkeypatch.setattr(cli_output, "is_tty", lambda: True)
-    assert "training" in invoke("train", *FAST).stderr
+    bar = invoke("train", *FAST).stderr
+    assert "training" in bar and "epoch 2  loss" in bar
 
 
 def test_version_and_help(invoke) -> None:  # type: ignore[no-untyped-def]
@@ -185,7 +192,7 @@ def test_adam_shorthands_equal_the_spec_and_are_refused_for_sgd(invoke) -> None:
 
 def test_json_is_exactly_one_document(invoke) -> None:  # type: ignore[no-untyped-def]
     result = invoke("train", *FAST, "--json")
-    assert result.stderr == ""
+    assert progress_epochs(result.stderr) == [1, 2]
     document = json.loads(result.stdout)  # raises on anything else on stdout
     assert set(document) == {
         "train_accuracy", "test_accuracy", "train_error", "test_error", "train_loss",
@@ -465,7 +472,7 @@ def test_a_classifier_with_out_and_show_misclassified(digits: Path, tmp_path: Pa
         "predicted",
         "actual",
     ]
-    _, test = load_data(TrainConfig(data=str(digits), loss="cross_entropy", seed=4))
+    _, _, test = load_data(TrainConfig(data=str(digits), loss="cross_entropy", seed=4))
     model, _ = minidl.load_model(out)
     outputs = minidl.predict(model, test.x)
     assert [int(r["index"]) for r in rows] == [w["index"] for w in wrong]
@@ -497,7 +504,7 @@ def test_the_installed_console_script_trains_and_fails_cleanly(tmp_path: Path) -
 
     trained = run_script("train", *FAST, "--json")  # (--out would draw plots: seconds more)
     assert trained.returncode == 0, trained.stderr
-    assert trained.stderr == ""  # no progress bar when stderr is not a terminal
+    assert progress_epochs(trained.stderr) == [1, 2]  # lines, not a bar, off a terminal
     document = json.loads(trained.stdout)
     assert document["config"]["model"] == SEED_MODEL
     expected = run(TrainConfig(epochs=2, n_train=200, n_test=100)).history

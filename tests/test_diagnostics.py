@@ -34,7 +34,7 @@ def test_grad_norms_equal_autograd(activation: str, standardize: bool) -> None:
     config = TrainConfig(
         activation=activation, standardize=standardize, n_train=200, dtype="float64", seed=5
     )
-    model, loss, _, train, _ = setup(config)
+    model, loss, _, train, _, _ = setup(config)
     train = train.to(dtype=torch.float64)
     record = Diagnostics(train, loss).measure(model)
     expected = autograd_weight_norms(model, train)

@@ -110,7 +110,7 @@ def test_buffers_are_rank_0s_on_every_rank(tmp_path: Path) -> None:
             assert torch.equal(mean, got[0]["seen"][count][1]), count
     # Rank 0's own: its statistics moved with its slices alone (as under torch's DDP),
     # starting each batch from rank 0's.
-    train, _ = load_data(config)
+    train, _, _ = load_data(config)
     train = train.to("cpu", torch.float64)
     generator = torch.Generator().manual_seed(config.seed)
     mean, var = torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)

@@ -124,7 +124,8 @@ def test_minidl_run_lists_the_installed_plugin_and_warns_once_for_a_broken_one(
 def test_training_with_the_plugin_through_the_console_script(site: Path, installed: Path) -> None:
     out = minidl_run(site, "train", *TRAIN_ARGS, "--json")
     assert out.returncode == 0, out.stderr
-    assert out.stderr == ""  # no plugin warned
+    # no plugin warned: the progress lines alone
+    assert all(line.startswith("epoch ") for line in out.stderr.splitlines()), out.stderr
     document = json.loads(out.stdout)
     assert len(document["history"]) == 8
     assert document["config"]["optimizer"] == SETTINGS["optimizer"]

@@ -35,7 +35,15 @@ FOLDERS = {
 }
 BUILTINS = {
     f"minidl.{kind}": f"minidl.plugins.{kind}"
-    for kind in ("datasets", "initializers", "layers", "losses", "optimizers", "schedules")
+    for kind in (
+        "callbacks",
+        "datasets",
+        "initializers",
+        "layers",
+        "losses",
+        "optimizers",
+        "schedules",
+    )
 }
 
 

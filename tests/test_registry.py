@@ -128,6 +128,7 @@ BUILTIN_NAMES = {
     "dataset": ["disc"],
     "initializer": ["default", "he", "he_normal", "xavier", "xavier_normal"],
     "schedule": ["constant", "cosine", "step"],
+    "callback": ["clip_grad_norm", "csv_logger", "early_stopping", "tensorboard"],
 }
 
 
@@ -138,6 +139,7 @@ def test_builtins_load_through_entry_points_and_the_same_hooks() -> None:
         "minidl.losses": "minidl.plugins.losses",
         "minidl.optimizers": "minidl.plugins.optimizers",
         "minidl.datasets": "minidl.plugins.datasets",
+        "minidl.callbacks": "minidl.plugins.callbacks",
         "minidl.initializers": "minidl.plugins.initializers",
         "minidl.schedules": "minidl.plugins.schedules",
     }
@@ -166,7 +168,9 @@ def test_unknown_names_list_the_available_ones() -> None:
         UnknownNameError, match="unknown optimizer 'adamw'. Available names: adam, "
     ):
         registry.get("optimizer", "adamw")
-    with pytest.raises(UnknownNameError, match="unknown kind 'layr'. Available names: dataset, "):
+    with pytest.raises(
+        UnknownNameError, match="unknown kind 'layr'. Available names: callback, dataset, "
+    ):
         registry.get("layr", "relu")
     assert isinstance(info.value, LookupError) and info.value.exit_code == 2
 

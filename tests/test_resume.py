@@ -162,7 +162,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert result.stdout == ""
     checkpoint = load_checkpoint(tmp_path / "run" / CHECKPOINT)
     assert checkpoint.epoch == 3 and [r["epoch"] for r in checkpoint.history] == [1, 2, 3]
-    assert [p.name for p in (tmp_path / "run").iterdir()] == [CHECKPOINT]
+    # The checkpoint, and the history so far (written as each epoch ends).
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT, "history.csv"]
     if "running_norm" in model:  # the buffers are in it
         assert int(checkpoint.states["model"]["2.batches"]) == 3 * 4
 
@@ -245,7 +246,7 @@ def test_an_optimizer_without_state_is_refused_before_training_and_runs_without_
 
 def write_checkpoint(directory: Path, config: TrainConfig) -> dict:
     """A checkpoint after epoch 1 of a run of ``config``, as an interrupted run leaves it."""
-    model, _, optimizer, _, _ = setup(config)
+    model, _, optimizer, _, _, _ = setup(config)
     directory.mkdir(exist_ok=True)
     first = {"epoch": 1, "lr": config.lr, "train_loss": 0.25, "train_accuracy": 0.5}
     save_checkpoint(

@@ -129,7 +129,9 @@ def test_create_names_unknown_names_and_failing_factories() -> None:
         match=r"cannot make optimizer adam\(betas=\[2, 0.9\]\): beta1 must be in \[0, 1\), got 2",
     ):
         create("optimizer", "adam(betas=[2, 0.9])", params(), lr=0.1)
-    with pytest.raises(SpecError, match="unknown kind 'optimiser'. Available names: dataset, "):
+    with pytest.raises(
+        SpecError, match="unknown kind 'optimiser'. Available names: callback, dataset, "
+    ):
         create("optimiser", "adam")
 
 

@@ -42,8 +42,9 @@ MLP = "linear(6), tanh, linear(1), sigmoid"
 
 def test_validation_split_is_carved_from_training_points() -> None:
     config = TrainConfig(n_train=100, n_test=50, seed=4)
-    train, test = load_data(config)
-    fit_part, val = load_data(config.replace(validation=0.2))
+    train, _, test = load_data(config)
+    fit_part, val, same_test = load_data(config.replace(validation=0.2))
+    assert torch.equal(same_test.x, test.x)
     assert (len(fit_part), len(val)) == (80, 20)
     rows = {tuple(r) for r in train.x.tolist()}
     assert all(tuple(r) in rows for r in fit_part.x.tolist() + val.x.tolist())
@@ -94,7 +95,7 @@ def test_shared_epoch_runs_equal_separate_runs() -> None:
         trials = search(TINY, candidates, seeds=(7,))
         for t in trials:
             config = TINY.replace(**t.settings, seed=7, validation=0.2)
-            assert t.accuracies == [run(config).test_accuracy]
+            assert t.accuracies == [run(config).final["val_accuracy"]]
 
 
 def test_epoch_free_schedules() -> None:

@@ -10,14 +10,23 @@ from typing import Any
 import click
 
 import minidl
+from minidl.plugins import CSVLogger
 
 from .. import distributed, plots
 from ..app import ARGS, plugin_specs
 from ..checkpoint import CHECKPOINT, Checkpoint, load_checkpoint, not_resumable
-from ..experiment import RunResult, TrainConfig, make_schedule, run, setup, summary
+from ..experiment import (
+    RunResult,
+    TrainConfig,
+    make_callbacks,
+    make_schedule,
+    run,
+    setup,
+    summary,
+)
 from ..launch import launch
 from ..options import config_from, given, out_dir, training_options
-from ..output import echo_json, percent, progress, table
+from ..output import Progress, echo_json, percent, table
 from ..results import is_disc, save_run, wrong_examples
 from ..signals import Interrupted
 
@@ -42,6 +51,23 @@ from ..signals import Interrupted
     "torchrun, leave it out: the ranks come from the environment.",
 )
 @click.option(
+    "--validation",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=None,
+    help="Hold out this fraction of the training examples (seeded) as a validation set: "
+    "val_loss and val_accuracy in the history, what early stopping looks at. The test set "
+    "is still only reported.",
+)
+@click.option(
+    "--log-every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="Off a terminal, print a progress line every N epochs (and the last) on stderr.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print no progress while training.")
+@click.option(
     "--resume",
     is_flag=True,
     help="Continue the interrupted run whose --out DIR is given, from its last checkpoint, to "
@@ -62,25 +88,30 @@ def train(ctx: click.Context, **options: Any) -> None:
     config = config_from(ctx, options)
     if options["diagnostics"] is None and options["out"]:
         config = config.replace(diagnostics=True)
+    if options["validation"] is not None:
+        config = config.replace(validation=options["validation"])
     resume = resumed(ctx, config, options["out"]) if options["resume"] else None
     if resume is not None:
         config = TrainConfig(**resume.config)
+    display = {"log_every": options["log_every"], "quiet": options["quiet"]}
     job = (config, options["out"], options["as_json"], options["show_misclassified"], resume)
     _, _, world_size = distributed.world_from_env()
     if options["nproc"] > 1 and world_size == 1:
         try:
-            launch(train_rank, options["nproc"], (plugin_specs(ctx), *job))
+            launch(train_rank, options["nproc"], (plugin_specs(ctx), display, *job))
         except Interrupted as e:
             e.hint = hint(options["out"])
             raise
         return
     if world_size > 1:  # a rank of torchrun's
-        train_rank(plugin_specs(ctx), *job)
+        train_rank(plugin_specs(ctx), display, *job)
     else:
-        execute(*job)
+        execute(*job, **display)
 
 
-def train_rank(plugins: list[str], config: TrainConfig, *rest: Any) -> None:
+def train_rank(
+    plugins: list[str], display: dict[str, Any], config: TrainConfig, *rest: Any
+) -> None:
     """One rank of a data-parallel job: every rank trains; rank 0 alone prints and writes."""
     for spec in plugins:
         minidl.registry.load(spec)
@@ -88,7 +119,7 @@ def train_rank(plugins: list[str], config: TrainConfig, *rest: Any) -> None:
     config = config.replace(device=distributed.init_from_env(config.device))
     try:
         if rank == 0:
-            execute(config, *rest, data_parallel=True)
+            execute(config, *rest, **display, data_parallel=True)
         else:
             run(config, data_parallel=True, resume=rest[-1])
     finally:
@@ -102,8 +133,8 @@ def resumed(ctx: click.Context, config: TrainConfig, out: str | None) -> Checkpo
         raise click.UsageError(
             "--resume needs --out DIR, the directory of the interrupted run", ctx
         )
-    _, _, optimizer, _, _ = setup(config)
-    reason = not_resumable(optimizer, make_schedule(config))
+    parts = setup(config)
+    reason = not_resumable(parts.optimizer, make_schedule(config), make_callbacks(config))
     if reason:
         raise click.BadParameter(reason, param_hint="'--resume'")
     path = Path(out) / CHECKPOINT
@@ -152,9 +183,13 @@ def execute(
     as_json: bool = False,
     show_misclassified: bool = False,
     resume: Checkpoint | None = None,
+    log_every: int = 1,
+    quiet: bool = False,
     data_parallel: bool = False,
 ) -> RunResult:
-    """Train as ``config`` says, then print and write what the options ask for."""
+    """Train as ``config`` says, showing its progress on stderr (every ``log_every``
+    epochs off a terminal, never when ``quiet``), then print and write what the options
+    ask for."""
     fresh = out is not None and not Path(out).exists()
     directory = out_dir(out) if out else None
     checkpoint = directory / CHECKPOINT if directory is not None else None
@@ -170,23 +205,29 @@ def execute(
         click.echo(
             f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True
         )
-    with progress(config.epochs, "training") as update:
-        try:
-            result = run(
-                config,
-                [lambda record, model: update(record["epoch"])],
-                checkpoint=checkpoint,
-                resume=resume,
-                data_parallel=data_parallel,
-            )
-        except BaseException as e:
-            if isinstance(e, minidl.NonFiniteError) and checkpoint is not None:
-                checkpoint.unlink(missing_ok=True)  # a diverged run would diverge again
-            if fresh and directory is not None and not any(directory.iterdir()):
-                directory.rmdir()  # a failed run leaves nothing behind
-            if isinstance(e, Interrupted):
-                e.hint = hint(out)
-            raise
+    display: list[Any] = [Progress(log_every, quiet)]
+    if directory is not None:  # history.csv gains its row as each epoch ends
+        display.insert(0, CSVLogger())
+    try:
+        result = run(
+            config,
+            display,
+            checkpoint=checkpoint,
+            resume=resume,
+            data_parallel=data_parallel,
+            log_dir=directory,
+        )
+    except BaseException as e:
+        if isinstance(e, minidl.NonFiniteError) and directory is not None:
+            # A diverged run would diverge again, and its history is no result.
+            checkpoint.unlink(missing_ok=True)  # type: ignore[union-attr]
+            if fresh:
+                (directory / "history.csv").unlink(missing_ok=True)
+        if fresh and directory is not None and not any(directory.iterdir()):
+            directory.rmdir()  # a failed run leaves nothing behind
+        if isinstance(e, Interrupted):
+            e.hint = hint(out)
+        raise
     wrong = wrong_examples(result)
     files = save_run(directory, result, wrong) if directory is not None else []
     if directory is not None and not plots.available():
