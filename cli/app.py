@@ -89,7 +89,15 @@ class MinidlGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """The library's own errors are click's; anything else becomes one line too."""
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except Exception as e:  # a callback's own error: a failed run, named where
+                where = getattr(e, "minidl_callback", None)
+                if where is None or isinstance(e, minidl.MinidlError | click.ClickException):
+                    raise
+                if os.environ.get("MINIDL_TRACEBACK"):
+                    raise
+                raise Failed(f"{where}: {type(e).__name__}: {e}") from e
         except minidl.SpecError as e:
             settings = getattr(e, "settings", None)
             if not settings:

@@ -8,7 +8,7 @@ their own work only.
 
 from __future__ import annotations
 
-from .callbacks import Callback, CallbackError, Trainer
+from .callbacks import Callback, Trainer
 from .data import Dataset, load_csv
 from .errors import (
     DataError,
@@ -37,7 +37,6 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Callback",
-    "CallbackError",
     "History",
     "Trainer",
     "DataError",

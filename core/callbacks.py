@@ -34,7 +34,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .data import Dataset
-from .errors import MinidlError
 from .protocols import Loss, Module, Optimizer
 
 EVENTS = (
@@ -62,13 +61,6 @@ class Callback:
     def on_epoch_end(self, trainer: Trainer, model: Module) -> None: ...
 
     def on_train_end(self, trainer: Trainer, model: Module) -> None: ...
-
-
-class CallbackError(MinidlError):
-    """A callback raised: the run failed (exit code 1), and the message names the
-    callback and the event."""
-
-    exit_code = 1
 
 
 @dataclass
@@ -160,15 +152,15 @@ def name_of(callback: Any) -> str:
 
 
 def fire(pairs: Handlers, trainer: Trainer, event: str) -> None:
-    """Call one event's handlers; an error that is not minidl's own is wrapped in a
-    :class:`CallbackError` naming the callback and the event."""
+    """Call one event's handlers. An exception a callback raises goes on as it is (code
+    that catches its own exceptions keeps working), marked with where it came from:
+    ``e.minidl_callback``, which the command line's one error line shows."""
     for callback, method in pairs:
         try:
             method(trainer, trainer.model)
-        except MinidlError:
-            raise
         except Exception as e:
-            raise CallbackError(
-                f"callback {name_of(callback)} failed in {event} at epoch {trainer.epoch}: "
-                f"{type(e).__name__}: {e}"
-            ) from e
+            if not hasattr(e, "minidl_callback"):
+                e.minidl_callback = (  # type: ignore[attr-defined]
+                    f"callback {name_of(callback)} failed in {event} at epoch {trainer.epoch}"
+                )
+            raise

@@ -28,7 +28,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
-from test_cli_errors import progress_epochs
+from test_cli_errors import PROGRESS, progress_epochs
 
 import minidl
 from minidl.cli import cli
@@ -184,7 +184,7 @@ def assert_gone(pids: list[int], grace_s: float = 2.0) -> None:
 def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
     assert done.returncode == code, (done.returncode, done.stderr)
     assert done.stdout == "" and "Traceback" not in done.stderr
-    lines = done.stderr.splitlines()
+    lines = [line for line in done.stderr.splitlines() if not PROGRESS.match(line)]
     assert len(lines) == 1, done.stderr
     return lines[0]
 

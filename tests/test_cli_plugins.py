@@ -539,7 +539,7 @@ def test_the_plugin_momentum_optimizer_equals_torch_sgd_with_momentum(extras: Pa
         epochs=3, batch_size=20, n_train=100, n_test=50, dtype="float64",
     )  # fmt: skip
     ours = run(config).history
-    model, _, _, train, test = setup(config)
+    model, _, _, train, _, test = setup(config)
     net = torch_twin(model)
     theirs = twin_fit(
         net,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli_errors import fresh_cli  # noqa: F401 (a fixture)
+from test_cli_errors import PROGRESS, fresh_cli  # noqa: F401 (a fixture)
 
 from minidl.cli import plots as cli_plots
 from minidl.cli.checkpoint import CHECKPOINT
@@ -108,7 +108,7 @@ def stopped_line(done: subprocess.CompletedProcess[str], sig: signal.Signals) ->
     """The one line a stopped run prints, checked."""
     assert done.returncode == 128 + sig, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr and done.stdout == ""
-    lines = done.stderr.splitlines()
+    lines = [line for line in done.stderr.splitlines() if not PROGRESS.match(line)]
     assert len(lines) == 1, done.stderr
     how = "Ctrl-C (SIGINT)" if sig == signal.SIGINT else "SIGTERM"
     assert lines[0].startswith(f"Error: interrupted by {how}; "), lines[0]
