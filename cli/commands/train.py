@@ -27,7 +27,7 @@ from ..experiment import (
 from ..launch import launch
 from ..options import config_from, given, out_dir, training_options
 from ..output import Progress, echo_json, percent, table
-from ..results import is_disc, save_run, wrong_examples
+from ..results import FILES, is_disc, save_run, wrong_examples
 from ..signals import Interrupted
 
 
@@ -201,6 +201,8 @@ def execute(
             stacklevel=1,
         )
         checkpoint.unlink()
+    if directory is not None and resume is None:
+        clear_results(directory)
     if resume is not None:
         click.echo(
             f"resuming the run in {out} after epoch {resume.epoch} of {config.epochs}", err=True
@@ -247,6 +249,22 @@ def execute(
         if directory is not None:
             click.echo(f"wrote {', '.join(files)} to {directory}")
     return result
+
+
+def clear_results(directory: Path) -> None:
+    """A new run's history.csv grows as it trains, so an earlier run's results in its
+    directory would be mixed with it: they go first (metrics.json, which marks results
+    as whole, before the rest), and a warning says so."""
+    earlier = [directory / name for name in FILES if (directory / name).exists()]
+    if not earlier:
+        return
+    warnings.warn(
+        f"{directory} holds the results of an earlier run; the new run replaces them",
+        UserWarning,
+        stacklevel=1,
+    )
+    for path in sorted(earlier, key=lambda p: p.name != "metrics.json"):
+        path.unlink()
 
 
 def print_summary(result: RunResult) -> None:
