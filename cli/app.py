@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -32,6 +34,23 @@ class Failed(click.ClickException):
     """A run that failed for a reason other than the user's input: exit code 1."""
 
 
+def as_click(error: minidl.MinidlError) -> click.ClickException:
+    """The library's error as click's: ``Error: <message>``, exiting with its ``exit_code``
+    (2 for the user's input, 1 for a failed run). The kernel knows nothing of click; this
+    is the one place its errors meet it."""
+    clicked = click.ClickException(error.message)
+    clicked.exit_code = error.exit_code
+    return clicked
+
+
+@contextmanager
+def errors_as_click() -> Iterator[None]:
+    try:
+        yield
+    except minidl.MinidlError as e:
+        raise as_click(e) from e
+
+
 class MinidlGroup(click.Group):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,7 +60,8 @@ class MinidlGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         ctx.meta[ARGS] = list(args)  # what `--resume` hints repeat
-        return super().parse_args(ctx, args)
+        with errors_as_click():  # --help lists commands: a built-in plugin may fail to load
+            return super().parse_args(ctx, args)
 
     def _add_plugin_commands(self) -> None:
         registry = minidl.registry
@@ -101,7 +121,7 @@ class MinidlGroup(click.Group):
         except minidl.SpecError as e:
             settings = getattr(e, "settings", None)
             if not settings:
-                raise
+                raise as_click(e) from e
             hint = " / ".join(f"'--{s.replace('_', '-')}'" for s in settings)
             raise click.BadParameter(one_line(e.message), param_hint=hint) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -109,6 +129,8 @@ class MinidlGroup(click.Group):
         except Interrupted as e:
             click.echo(f"Error: {e.message}", err=True)
             ctx.exit(e.code)
+        except minidl.MinidlError as e:  # before ValueError: a SpecError is one too
+            raise as_click(e) from e
         except ValueError as e:
             raise click.UsageError(one_line(str(e))) from e
         except OSError as e:

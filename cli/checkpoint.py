@@ -136,10 +136,13 @@ def restore(
 ) -> list[dict[str, Any]]:
     """Put a checkpoint of a run of ``config`` into its freshly built parts; its history."""
     current = config.as_dict()
+    # A checkpoint of an earlier release lacks the settings added since: the run had their
+    # defaults (0.2's has no callbacks).
+    there = {**TrainConfig().as_dict(), **checkpoint.config}
     differ = [
-        f"{k} {checkpoint.config.get(k)!r} there, {v!r} here"
+        f"{k} {there.get(k)!r} there, {v!r} here"
         for k, v in current.items()
-        if k not in MOVABLE and json.dumps(checkpoint.config.get(k)) != json.dumps(v)
+        if k not in MOVABLE and json.dumps(there.get(k)) != json.dumps(v)
     ]
     if differ:
         raise ValueError(f"the checkpoint is of a run with other settings: {'; '.join(differ)}")

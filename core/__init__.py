@@ -33,7 +33,7 @@ from .sequential import Sequential
 from .spec import Spec, build, create, parse
 from .train import History, accuracy, evaluate, fit, labels, predict
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Callback",

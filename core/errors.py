@@ -1,24 +1,29 @@
 """Errors minidl raises on purpose; each message says what was wrong and what would be valid.
 
-They are click exceptions, so a command line shows one ``Error: ...`` line and exits with
-``exit_code``: 2 for what the user gave (a name, a spec, data, a model file), 1 for a run
-that failed (a diverged training).
+They are plain exceptions that carry what a command line needs, and nothing of one: the
+``message`` (one line to show as ``Error: ...``) and the ``exit_code``, 2 for what the user
+gave (a name, a spec, data, a model file), 1 for a run that failed (a diverged training).
+The command line (``minidl.cli``) turns them into click's errors at its edge; the kernel
+never imports click.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import click
 
-
-class MinidlError(click.ClickException):
-    """Base class of minidl's errors."""
+class MinidlError(Exception):
+    """Base class of minidl's errors: ``message`` is what went wrong, ``exit_code`` what a
+    command line exits with (2: the user's input; 1: a failed run)."""
 
     exit_code = 2
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class UnknownNameError(MinidlError, LookupError):

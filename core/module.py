@@ -106,12 +106,16 @@ def parse_to(*args: Any, **kwargs: Any) -> tuple[torch.device | None, torch.dtyp
 
 
 def move(module: Any, *args: Any, **kwargs: Any) -> None:
-    """``module.to(...)``, or for a module without ``to``, its parameters alone."""
+    """``module.to(...)``, or for a module without ``to``, its parameters alone.
+
+    Takes every form torch's ``to`` takes, parsed here once; a module's own ``to`` is
+    called in the one form the protocol documents, ``to(device=..., dtype=...)``, so a
+    layer that defines ``to(self, device=None, dtype=None)`` gets each where it belongs."""
+    device, dtype = parse_to(*args, **kwargs)
     to = getattr(module, "to", None)
     if callable(to):
-        to(*args, **kwargs)
+        to(device=device, dtype=dtype)
         return
-    device, dtype = parse_to(*args, **kwargs)
     for p in module.parameters():
         p.to(device=device, dtype=dtype)
 

@@ -22,7 +22,15 @@ def check_hyperparameter(name: str, value: float, low: float, high: float | None
 
 class FlatOptimizer:
     """Subclasses implement ``step`` on ``self.data`` and ``self.grad``, two 1-D tensors
-    that every parameter is a view into."""
+    that every parameter is a view into.
+
+    Its :meth:`state_dict` is what the subclass declares by naming its attributes: every
+    tensor and number under a public name (``self.velocity``, ``self.steps``, ``self.lr``)
+    is state, saved in checkpoints and needed to resume. An attribute whose name begins
+    with an underscore (``self._denom``, a buffer reused every step; a cached constant) is
+    scratch: never saved, never asked for. So keep what the next step depends on under a
+    public name, and what it recomputes under a private one.
+    """
 
     def __init__(self, parameters: Iterable[Parameter], lr: float) -> None:
         if not (math.isfinite(lr) and lr > 0):
@@ -54,16 +62,23 @@ class FlatOptimizer:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Every number and tensor the optimizer holds (a subclass's too, with nothing to
-        write), but the parameters and gradients themselves, which belong to the model."""
+        """Every number and tensor the optimizer holds under a public name (a subclass's
+        too, with nothing to write); neither scratch (``_name``) nor the parameters and
+        gradients themselves, which belong to the model. Tensors are copies."""
         return {
             k: v.clone() if isinstance(v, Tensor) else v
             for k, v in vars(self).items()
-            if _is_state(v) and not (isinstance(v, Tensor) and self._is_parameter_buffer(v))
+            if not k.startswith("_")
+            and _is_state(v)
+            and not (isinstance(v, Tensor) and self._is_parameter_buffer(v))
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Put back a :meth:`state_dict`: tensors are copied into the existing ones, in place."""
+        """Put back a :meth:`state_dict`: tensors are copied into the existing ones, in place.
+
+        Keys that begin with an underscore are ignored: minidl 0.2 saved scratch buffers
+        too (Adam's ``_denom``), and its checkpoints resume."""
+        state = {k: v for k, v in state.items() if not k.startswith("_")}
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         if missing:

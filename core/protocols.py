@@ -23,12 +23,22 @@ class Module(Protocol):
     its parameters' gradients into ``Parameter.grad`` (in place) and returns the gradient
     with respect to that call's input.
 
-    Optional, with torch's names and meanings:
+    Optional, with torch's names and meanings. minidl calls each in the one form shown
+    here and no other, so a layer may define it with exactly these parameters:
 
-    - ``training`` (bool) and ``train(mode=True)`` returning the module; ``eval()`` is
-      ``train(False)``. A layer without ``train`` has no modes.
-    - ``buffers()``: tensors that are state but are not trained (running statistics).
-      Saving, loading and resuming copy into these very tensors, in place.
+    - ``training`` (bool) and ``train(mode)``, called with one positional bool, returning
+      the module; ``eval()``, no arguments, is ``train(False)``. A layer without ``train``
+      has no modes.
+    - ``buffers()``, no arguments: tensors that are state but are not trained (running
+      statistics). Saving, loading and resuming copy into these very tensors, in place.
+    - ``named_parameters(prefix)`` and ``named_buffers(prefix)``, called with one
+      positional string: ``(prefix + name, tensor)`` pairs, for a layer that names its own
+      (without them the attribute holding each is its name).
+    - ``to(device=None, dtype=None)``, always called with both as keywords (a
+      ``torch.device`` or None, a ``torch.dtype`` or None): move the parameters (with
+      ``Parameter.to``) and buffers. ``model.to(torch.float64)`` and torch's other forms
+      are parsed once (:func:`minidl.module.parse_to`) before a layer's ``to`` is called.
+      A layer without ``to`` has its parameters moved for it.
     - ``output_range = (low, high)``: the closed range of its outputs;
       :func:`minidl.fit` refuses targets outside it when the layer is the model's last.
     """

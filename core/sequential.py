@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from .module import ModuleBase, move, named_buffers, named_parameters, set_mode
+from .module import ModuleBase, move, named_buffers, named_parameters, parse_to, set_mode
 from .parameter import Parameter
 from .protocols import Module
 
@@ -97,8 +97,11 @@ class Sequential(ModuleBase):
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> Sequential:
+        """torch's forms (``to(torch.float64)``, ``to("cpu", torch.float64)``, keywords);
+        each layer's own ``to`` gets keywords (:func:`minidl.module.move`)."""
+        device, dtype = parse_to(*args, **kwargs)
         for m in self.layers:
-            move(m, *args, **kwargs)
+            move(m, device=device, dtype=dtype)
         return self
 
     def __len__(self) -> int:
