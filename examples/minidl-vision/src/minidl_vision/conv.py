@@ -1,23 +1,25 @@
-"""Conv2d, MaxPool2d and Flatten: torch.nn's semantics, computed with a few gathers and
-matrix products.
+"""Conv2d, MaxPool2d and Flatten: torch.nn's semantics on ATen's convolution and pooling
+primitives, with the backward passes written out here.
 
-Shapes are torch's, ``(N, C, H, W)``, but the work is done channels-last, ``(N, H, W, C)``
-in memory: copies and elementwise operations then run over the channels, contiguous,
-rather than along 2- or 3-wide window rows, and a convolution's output comes straight out
-of its matrix product in that order. The outputs are channels-last tensors of torch's
-shape (``x.is_contiguous(memory_format=torch.channels_last)``); the next layer reads them
-without a copy, and every layer takes either memory order.
+The work runs channels-last, ``(N, H, W, C)`` in memory with torch's ``(N, C, H, W)``
+shape: on one thread oneDNN's convolutions are faster there than in torch's default order
+(forward and backward together, three times for a network's first layer of one or three
+channels, 10-15% for 32), and the elementwise layers between them run over contiguous
+channels. The outputs are channels-last tensors (``x.is_contiguous(memory_format=
+torch.channels_last)``); every layer takes either memory order.
 
-A convolution gathers every patch of its input into one matrix (im2col) with one
-``index_select`` and multiplies it by the weight; its input gradient goes back with one
-``index_add_`` through the same index. With one input channel, where a patch row is 3
-numbers, these are four to six times faster than a strided copy of the windows or nine
-shifted adds; with 16 channels they cost about the same.
+The backward passes: a convolution's input gradient is a transposed convolution of the
+output gradient with the same weight, and its weight gradient a correlation of the input
+with the output gradient. ATen's ``convolution_backward`` computes both with oneDNN's
+kernels, the weight gradient two to six times faster than any expression of it as a
+convolution or a matrix product. :func:`conv2d_input_grad` and :func:`conv2d_weight_grad`
+are the same derivatives written as tensor algebra: the tests hold the fast path to them,
+and both to autograd. A max-pooling's gradient goes to each window's maximum through the
+indices its forward kept: one ``scatter_add_``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -66,39 +68,44 @@ def output_size(layer: str, size: Sequence[int], kernel: Pair, stride: Pair) -> 
     return (size[0] - kernel[0]) // stride[0] + 1, (size[1] - kernel[1]) // stride[1] + 1
 
 
-def channels_last(x: Tensor) -> Tensor:
-    """``(N, C, H, W)`` seen as ``(N, H, W, C)``: a view."""
-    return x.permute(0, 2, 3, 1)
-
-
-def channels_first(x: Tensor) -> Tensor:
-    """The inverse view: ``(N, H, W, C)`` seen as ``(N, C, H, W)``."""
-    return x.permute(0, 3, 1, 2)
-
-
-def windows(x: Tensor, kernel: Pair, stride: Pair) -> Tensor:
-    """``(N, Ho, Wo, C, kh, kw)``: the patch under each kernel position of ``x``, an
-    ``(N, H, W, C)`` image; a view."""
-    return x.unfold(1, kernel[0], stride[0]).unfold(2, kernel[1], stride[1])
-
-
-@functools.lru_cache(maxsize=64)
-def patch_index(image: tuple[int, int, int], kernel: Pair, stride: Pair, device: str) -> Tensor:
-    """``(Ho, Wo, C, kh, kw)``: where each element of every patch lies in one flattened
-    ``(H, W, C)`` image. Made once per image size (a few per run)."""
-    positions = torch.arange(math.prod(image), device=device).view(1, *image)
-    return windows(positions, kernel, stride)[0].contiguous()
-
-
-@functools.lru_cache(maxsize=64)
-def window_positions(
-    image: tuple[int, int, int], kernel: Pair, stride: Pair, device: str, dtype: torch.dtype
+def conv2d_input_grad(
+    grad_output: Tensor, weight: Tensor, input_size: Sequence[int], stride: Pair, padding: Pair
 ) -> Tensor:
-    """``(kh * kw, Ho * Wo * C)``: row r holds, for every window, the position in the
-    flattened image of its r-th element (row-major), as floats of ``dtype``."""
-    index = patch_index(image, kernel, stride, device)
-    rows = index.permute(3, 4, 0, 1, 2).reshape(kernel[0] * kernel[1], -1)
-    return rows.to(dtype).contiguous()  # lerp_ runs 5 times slower on strided rows
+    """The gradient of a convolution with respect to its ``(H, W)``-sized input, derived.
+
+    ``out[n, o, y, x] = sum over c, i, j of w[o, c, i, j] * xp[n, c, s*y + i, s*x + j]``
+    (``xp``: the input padded by ``p``), so every output pixel sends its gradient back
+    through the weight to the inputs under its window: ``dxp[n, c, s*y + i, s*x + j] +=
+    sum over o of w[o, c, i, j] * g[n, o, y, x]``. That sum is a transposed convolution of
+    ``g`` with the same weight; cropping the padding is its ``padding``, and the rows and
+    columns past the last window (floor mode) are its ``output_padding``, gradient zero.
+    """
+    sizes = zip(input_size, padding, grad_output.shape[2:], stride, weight.shape[2:], strict=True)
+    extra = [size + 2 * p - ((o - 1) * s + k) for size, p, o, s, k in sizes]
+    return torch.conv_transpose2d(
+        grad_output, weight, stride=stride, padding=padding, output_padding=extra
+    )
+
+
+def conv2d_weight_grad(
+    x: Tensor, grad_output: Tensor, kernel: Pair, stride: Pair, padding: Pair
+) -> Tensor:
+    """The gradient of a convolution with respect to its weight, derived.
+
+    From the same sum, ``dw[o, c, i, j] = sum over n, y, x of g[n, o, y, x] *
+    xp[n, c, s*y + i, s*x + j]``: the output gradient contracted with the padded input's
+    windows (im2col, as a strided view, and one matrix product).
+    """
+    (ph, pw), (n, c, h, w) = padding, x.shape
+    padded = x.new_zeros(n, c, h + 2 * ph, w + 2 * pw)
+    padded[:, :, ph : ph + h, pw : pw + w] = x
+    windows = padded.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])
+    return torch.tensordot(grad_output, windows, dims=([0, 2, 3], [0, 2, 3]))
+
+
+# Looked up once: attribute access on ``torch.ops`` costs a microsecond.
+_convolution_backward = torch.ops.aten.convolution_backward.default
+_max_pool2d_with_indices = torch.ops.aten.max_pool2d_with_indices.default
 
 
 class Conv2d(ModuleBase):
@@ -146,61 +153,55 @@ class Conv2d(ModuleBase):
             b = torch.empty(out_channels, dtype=dtype, device=device)
             b.uniform_(-1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
             self.bias = Parameter(b, "bias")
-        # Saved by forward for backward: the im2col matrix, its patch index, and the
-        # shape of the (padded) channels-last image.
-        self._columns: Tensor | None = None
-        self._index: Tensor | None = None
-        self._image_shape: torch.Size | None = None
+        # Saved by forward for backward: the (channels-last) input, all the backward
+        # needs besides the weight.
+        self._input: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         check_image("conv2d", x, self.in_channels)
-        (ph, pw), kernel, stride = self.padding, self.kernel_size, self.stride
-        image = channels_last(x)
-        n, h, w, c = image.shape
-        if ph or pw:
-            padded = image.new_zeros(n, h + 2 * ph, w + 2 * pw, c)
-            padded[:, ph : ph + h, pw : pw + w] = image
-            image = padded
-        ho, wo = output_size("conv2d", image.shape[1:3], kernel, stride)
-        # im2col: one row per output pixel in (n, y, x) order, its patch along it in the
-        # weight's own (c, i, j) order. Rows in that order make the product's result the
-        # output in channels-last memory.
-        index = patch_index(tuple(image.shape[1:]), kernel, stride, str(x.device)).view(-1)
-        columns = image.reshape(n, -1).index_select(1, index).view(n * ho * wo, -1)
-        weight = self.weight.data.view(self.out_channels, -1)
-        if self.bias is None:
-            out = columns.mm(weight.t())
-        else:
-            out = torch.addmm(self.bias.data, columns, weight.t())
-        self._columns, self._index, self._image_shape = columns, index, image.shape
-        return channels_first(out.view(n, ho, wo, self.out_channels))
+        (ph, pw), kernel = self.padding, self.kernel_size
+        output_size("conv2d", (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), kernel, self.stride)
+        # A copy unless x is channels-last already (a conv2d's output is); for one input
+        # channel only a change of strides, which is what picks oneDNN's faster kernel.
+        x = x.contiguous(memory_format=torch.channels_last)
+        bias = None if self.bias is None else self.bias.data
+        self._input = x
+        return torch.conv2d(x, self.weight.data, bias, self.stride, self.padding)
 
-    def _parameter_gradients(self, grad_output: Tensor) -> Tensor:
-        if self._columns is None:
+    def _backward(self, grad_output: Tensor, input_grad: bool) -> Tensor | None:
+        x = self._input
+        if x is None:
             raise RuntimeError("conv2d: backward called before forward")
-        rows = channels_last(grad_output).reshape(-1, self.out_channels)
-        # Computed transposed, (c*i*j, o): with few columns (one input channel: 9) the
-        # matrix library is four times faster with the long dimension first.
-        grad = self._columns.t().mm(rows)
-        self.weight.grad.view(self.out_channels, -1).add_(grad.t())
-        if self.bias is not None:
-            self.bias.grad.add_(rows.sum(0))
-        return rows
+        bias = self.bias
+        # conv2d_input_grad and conv2d_weight_grad, and the bias's sum over (n, y, x), in
+        # oneDNN's kernels (the tests compare them).
+        grad_input, grad_weight, grad_bias = _convolution_backward(
+            grad_output,
+            x,
+            self.weight.data,
+            None if bias is None else [self.out_channels],
+            self.stride,
+            self.padding,
+            (1, 1),
+            False,
+            (0, 0),
+            1,
+            (input_grad, True, bias is not None),
+        )
+        self.weight.grad.add_(grad_weight)
+        if bias is not None:
+            bias.grad.add_(grad_bias)
+        return grad_input
 
     def backward_parameters(self, grad_output: Tensor) -> None:
         """backward() without the gradient with respect to the input, which nobody needs
         when the input is the data: Sequential calls this on its first module in training."""
-        self._parameter_gradients(grad_output)
+        self._backward(grad_output, input_grad=False)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        rows = self._parameter_gradients(grad_output)
-        assert self._index is not None and self._image_shape is not None
-        n, hp, wp, c = self._image_shape
-        patches = rows.mm(self.weight.data.view(self.out_channels, -1))
-        # col2im: each patch element added back where im2col took it from.
-        grad = patches.new_zeros(n, hp * wp * c).index_add_(1, self._index, patches.view(n, -1))
-        ph, pw = self.padding
-        return channels_first(grad.view(n, hp, wp, c)[:, ph : hp - ph, pw : wp - pw])
+        grad = self._backward(grad_output, input_grad=True)
+        assert grad is not None
+        return grad
 
     def parameters(self) -> list[Parameter]:
         return [self.weight] if self.bias is None else [self.weight, self.bias]
@@ -217,9 +218,8 @@ class Conv2d(ModuleBase):
 
 class MaxPool2d(ModuleBase):
     """``torch.nn.MaxPool2d(kernel_size, stride)``: the largest value of each window; the
-    gradient goes to the first largest in row-major order, as torch sends it. (A window
-    holding a NaN outputs NaN, as in torch, but its gradient goes to the largest value
-    before the NaN, where torch's goes to the NaN.)"""
+    gradient goes to the first largest in row-major order (to a NaN, if the window holds
+    one), as torch sends it."""
 
     returns_fresh = True
 
@@ -228,46 +228,35 @@ class MaxPool2d(ModuleBase):
         self.stride = kernel_size if stride is None else stride
         self._kernel = pair(kernel_size, "kernel_size", "maxpool2d", 1)
         self._stride = pair(self.stride, "stride", "maxpool2d", 1)
-        self._winner: Tensor | None = None
-        self._image_shape: torch.Size | None = None
+        # Saved by forward for backward: where each window's maximum lies in its
+        # channel's (H, W) plane, and the input's shape (not the input).
+        self._indices: Tensor | None = None
+        self._input_shape: torch.Size | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         check_image("maxpool2d", x)
-        image = channels_last(x)
-        ho, wo = output_size("maxpool2d", image.shape[1:3], self._kernel, self._stride)
-        n, _, _, c = image.shape
-        # One row per window element, (i, j) in row-major order, each row every window.
-        patches = windows(image, self._kernel, self._stride).permute(4, 5, 0, 1, 2, 3)
-        patches = patches.reshape(self._kernel[0] * self._kernel[1], n, -1)
-        # The running maximum over the rows, and where in the image it came from: only a
-        # strictly larger value takes over, so ties go to the first, as in torch.
-        # (Tensor.max(0) does this in one call but five times slower: it reduces element
-        # by element, where these are vectorised whole-row operations.) The positions are
-        # floats, so that one lerp_ with the 0/1 "taken" mask moves each to its new row's;
-        # float32 holds them exactly below 2**24 elements an image.
-        size = tuple(image.shape[1:])
-        exact = image.dtype == torch.float64 or math.prod(size) >= 2**24
-        dtype = torch.float64 if exact else torch.float32
-        positions = window_positions(size, self._kernel, self._stride, str(x.device), dtype)
-        best, winner = patches[0], positions[0].expand(n, -1).clone()
-        if patches.shape[0] == 1:  # 1x1 windows: best may be a view of x; return a copy
-            best = best.clone()
-        taken = torch.empty_like(winner)
-        for r in range(1, patches.shape[0]):
-            torch.gt(patches[r], best, out=taken)
-            best = torch.maximum(best, patches[r])  # NaN propagates, as in torch
-            winner.lerp_(positions[r], taken)
-        self._winner, self._image_shape = winner, image.shape
-        return channels_first(best.view(n, ho, wo, c))
+        output_size("maxpool2d", x.shape[2:], self._kernel, self._stride)
+        out, self._indices = _max_pool2d_with_indices(x, self._kernel, self._stride)
+        self._input_shape = x.shape
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        if self._winner is None or self._image_shape is None:
+        indices, shape = self._indices, self._input_shape
+        if indices is None or shape is None:
             raise RuntimeError("maxpool2d: backward called before forward")
-        n, h, w, c = self._image_shape
-        g = channels_last(grad_output).reshape(n, -1)
-        # Each output's gradient added at its window's maximum (windows may overlap).
-        grad = g.new_zeros(n, h * w * c).scatter_add_(1, self._winner.long(), g)
-        return channels_first(grad.view(n, h, w, c))
+        # out[n, c, y, x] = x[n, c, indices[n, c, y, x]] (an index into the (H, W) plane),
+        # so dx[n, c, indices[n, c, y, x]] += g[n, c, y, x]: added, since overlapping
+        # windows may share a maximum.
+        n, c, h, w = shape
+        if indices.is_contiguous():
+            grad = grad_output.new_zeros(n, c, h * w)
+            grad.scatter_add_(2, indices.view(n, c, -1), grad_output.reshape(n, c, -1))
+            return grad.view(n, c, h, w)
+        # Channels-last: the same, with the planes' positions along dimension 1.
+        grad = grad_output.new_zeros(n, h * w, c)
+        moved = indices.permute(0, 2, 3, 1).reshape(n, -1, c)
+        grad.scatter_add_(1, moved, grad_output.permute(0, 2, 3, 1).reshape(n, -1, c))
+        return grad.view(n, h, w, c).permute(0, 3, 1, 2)
 
     def parameters(self) -> list[Parameter]:
         return []
