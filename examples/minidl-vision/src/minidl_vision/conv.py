@@ -15,7 +15,8 @@ kernels, the weight gradient two to six times faster than any expression of it a
 convolution or a matrix product. :func:`conv2d_input_grad` and :func:`conv2d_weight_grad`
 are the same derivatives written as tensor algebra: the tests hold the fast path to them,
 and both to autograd. A max-pooling's gradient goes to each window's maximum through the
-indices its forward kept: one ``scatter_add_``.
+indices its forward kept: one ``scatter_add_`` (:func:`max_pool2d_grad`), or ATen's
+kernel for it.
 """
 
 from __future__ import annotations
@@ -68,6 +69,18 @@ def output_size(layer: str, size: Sequence[int], kernel: Pair, stride: Pair) -> 
     return (size[0] - kernel[0]) // stride[0] + 1, (size[1] - kernel[1]) // stride[1] + 1
 
 
+def channels_last(x: Tensor) -> Tensor:
+    """``x`` (N, C, H, W) in channels-last memory: a copy unless it is already."""
+    n, c, h, w = x.shape
+    if c == 1:
+        # contiguous() leaves a one-channel image's strides as they are (either order
+        # fits it), and oneDNN would run this convolution and the next ones in the slower
+        # order: twice as slow here. The strides channels-last gives are free to set.
+        x = x.contiguous()
+        return x.as_strided(x.shape, (h * w, 1, w, 1))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def conv2d_input_grad(
     grad_output: Tensor, weight: Tensor, input_size: Sequence[int], stride: Pair, padding: Pair
 ) -> Tensor:
@@ -103,9 +116,23 @@ def conv2d_weight_grad(
     return torch.tensordot(grad_output, windows, dims=([0, 2, 3], [0, 2, 3]))
 
 
+def max_pool2d_grad(grad_output: Tensor, indices: Tensor, input_shape: Sequence[int]) -> Tensor:
+    """The gradient of a max-pooling with respect to its input, derived.
+
+    ``out[n, c, y, x] = x[n, c, indices[n, c, y, x]]`` (an index into the channel's
+    flattened (H, W) plane), so ``dx[n, c, indices[n, c, y, x]] += g[n, c, y, x]``: added,
+    since overlapping windows may share a maximum; zero where no window's maximum lies.
+    """
+    n, c, h, w = input_shape
+    grad = grad_output.new_zeros(n, c, h * w)
+    grad.scatter_add_(2, indices.reshape(n, c, -1), grad_output.reshape(n, c, -1))
+    return grad.view(n, c, h, w)
+
+
 # Looked up once: attribute access on ``torch.ops`` costs a microsecond.
 _convolution_backward = torch.ops.aten.convolution_backward.default
 _max_pool2d_with_indices = torch.ops.aten.max_pool2d_with_indices.default
+_max_pool2d_with_indices_backward = torch.ops.aten.max_pool2d_with_indices_backward.default
 
 
 class Conv2d(ModuleBase):
@@ -161,9 +188,7 @@ class Conv2d(ModuleBase):
         check_image("conv2d", x, self.in_channels)
         (ph, pw), kernel = self.padding, self.kernel_size
         output_size("conv2d", (x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), kernel, self.stride)
-        # A copy unless x is channels-last already (a conv2d's output is); for one input
-        # channel only a change of strides, which is what picks oneDNN's faster kernel.
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = channels_last(x)
         bias = None if self.bias is None else self.bias.data
         self._input = x
         return torch.conv2d(x, self.weight.data, bias, self.stride, self.padding)
@@ -229,34 +254,31 @@ class MaxPool2d(ModuleBase):
         self._kernel = pair(kernel_size, "kernel_size", "maxpool2d", 1)
         self._stride = pair(self.stride, "stride", "maxpool2d", 1)
         # Saved by forward for backward: where each window's maximum lies in its
-        # channel's (H, W) plane, and the input's shape (not the input).
+        # channel's (H, W) plane, and the input, which the kernel asks for (a ReLU before
+        # the pooling keeps it anyway).
         self._indices: Tensor | None = None
-        self._input_shape: torch.Size | None = None
+        self._input: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
         check_image("maxpool2d", x)
         output_size("maxpool2d", x.shape[2:], self._kernel, self._stride)
         out, self._indices = _max_pool2d_with_indices(x, self._kernel, self._stride)
-        self._input_shape = x.shape
+        self._input = x
         return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        indices, shape = self._indices, self._input_shape
-        if indices is None or shape is None:
+        x, indices = self._input, self._indices
+        if x is None or indices is None:
             raise RuntimeError("maxpool2d: backward called before forward")
-        # out[n, c, y, x] = x[n, c, indices[n, c, y, x]] (an index into the (H, W) plane),
-        # so dx[n, c, indices[n, c, y, x]] += g[n, c, y, x]: added, since overlapping
-        # windows may share a maximum.
-        n, c, h, w = shape
-        if indices.is_contiguous():
-            grad = grad_output.new_zeros(n, c, h * w)
-            grad.scatter_add_(2, indices.view(n, c, -1), grad_output.reshape(n, c, -1))
-            return grad.view(n, c, h, w)
-        # Channels-last: the same, with the planes' positions along dimension 1.
-        grad = grad_output.new_zeros(n, h * w, c)
-        moved = indices.permute(0, 2, 3, 1).reshape(n, -1, c)
-        grad.scatter_add_(1, moved, grad_output.permute(0, 2, 3, 1).reshape(n, -1, c))
-        return grad.view(n, h, w, c).permute(0, 3, 1, 2)
+        # The kernel works in grad_output's memory order and copies x into it: give it
+        # x's (flatten's gradient comes back in torch's order, x is channels-last).
+        if x.is_contiguous(memory_format=torch.channels_last):
+            grad_output = grad_output.contiguous(memory_format=torch.channels_last)
+        # max_pool2d_grad in ATen's kernel, a third faster than scatter_add_ (the tests
+        # compare them).
+        return _max_pool2d_with_indices_backward(
+            grad_output, x, self._kernel, self._stride, (0, 0), (1, 1), False, indices
+        )
 
     def parameters(self) -> list[Parameter]:
         return []
