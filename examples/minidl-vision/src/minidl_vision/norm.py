@@ -1,9 +1,12 @@
 """Batch normalisation, as ``torch.nn.BatchNorm1d`` and ``torch.nn.BatchNorm2d`` compute it.
 
-Both work on rows: the input with its channel dimension moved last and everything else
-flattened, ``(M, C)``. Statistics are then column reductions, and for a convolution's
-output, which :class:`minidl_vision.Conv2d` leaves in channels-last memory, the rows are
-a view, not a copy.
+The forward pass is ATen's ``native_batch_norm``: the statistics (two passes, mean then
+squared deviations), the running averages' update and the output, in one kernel that
+reads the input in its own memory order, four times faster than the same written as
+tensor operations. The backward pass is derived below and works on rows: the input with
+its channel dimension moved last and everything else flattened, ``(M, C)``, so that the
+sums over a channel are column reductions; for a convolution's output, which
+:class:`minidl_vision.Conv2d` leaves in channels-last memory, the rows are a view.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import torch
 from torch import Tensor
 
 from minidl import ModuleBase, Parameter
+
+_native_batch_norm = torch.ops.aten.native_batch_norm.default
 
 
 class _BatchNorm(ModuleBase):
@@ -66,13 +71,13 @@ class _BatchNorm(ModuleBase):
         self.register_buffer(
             "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
         )
-        # Saved by forward for backward: the normalised rows, 1/sqrt(var + eps), and
-        # whether they came from the batch's statistics (backward must follow the mode
-        # forward ran in, even if train()/eval() was called in between).
-        self._normalised: Tensor | None = None
+        # Saved by forward for backward: the input, the mean and 1/sqrt(var + eps) it was
+        # normalised with, and whether they were the batch's statistics (backward must
+        # follow the mode forward ran in, even if train()/eval() was called in between).
+        self._input: Tensor | None = None
+        self._mean: Tensor | None = None
         self._invstd: Tensor | None = None
         self._batch_statistics = False
-        self._shape: torch.Size | None = None
 
     def _rows(self, x: Tensor) -> Tensor:
         name = type(self).__name__.lower()
@@ -88,58 +93,70 @@ class _BatchNorm(ModuleBase):
         return rows.view(moved).movedim(-1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        rows = self._rows(x)
+        self._rows(x)  # checks the shape
         if self.training:
-            m = rows.shape[0]
-            if m < 2:
+            if x.numel() // self.num_features < 2:
                 raise ValueError(
                     f"{type(self).__name__.lower()}: expected more than 1 value per channel "
                     f"when training, got input of shape {tuple(x.shape)}"
                 )
-            mean = rows.mean(0)
-            centred = rows - mean
-            # Two passes, not torch.var_mean: its one-pass (Welford) reduction over the
-            # first dimension is several times slower here.
-            var = centred.square().mean(0)
-            self._update_running(mean, var * (m / (m - 1)))
+            # The running statistics move in place (a loaded state_dict and a resumed run
+            # hold these very tensors) towards the batch's mean and unbiased variance.
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+            else:
+                factor = self.momentum
+            out, mean, invstd = _native_batch_norm(
+                x,
+                self.weight.data,
+                self.bias.data,
+                self.running_mean,
+                self.running_var,
+                True,
+                factor,
+                self.eps,
+            )
         else:
-            var = self.running_var
-            centred = rows - self.running_mean
-        invstd = (var + self.eps).rsqrt_()
-        normalised = centred.mul_(invstd)
-        self._normalised, self._invstd, self._shape = normalised, invstd, x.shape
+            out = _native_batch_norm(
+                x,
+                self.weight.data,
+                self.bias.data,
+                self.running_mean,
+                self.running_var,
+                False,
+                0.0,
+                self.eps,
+            )[0]
+            mean = self.running_mean.clone()
+            invstd = (self.running_var + self.eps).rsqrt_()
+        self._input, self._mean, self._invstd = x, mean, invstd
         self._batch_statistics = self.training
-        return self._unrows(torch.addcmul(self.bias.data, normalised, self.weight.data), x.shape)
-
-    def _update_running(self, mean: Tensor, unbiased_var: Tensor) -> None:
-        # In place: a loaded state_dict and a resumed run hold these very tensors.
-        self.num_batches_tracked.add_(1)
-        if self.momentum is None:
-            factor = 1.0 / float(self.num_batches_tracked)
-        else:
-            factor = self.momentum
-        self.running_mean.mul_(1 - factor).add_(mean, alpha=factor)
-        self.running_var.mul_(1 - factor).add_(unbiased_var, alpha=factor)
+        return out
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        normalised, invstd, shape = self._normalised, self._invstd, self._shape
-        if normalised is None or invstd is None or shape is None:
+        x, mean, invstd = self._input, self._mean, self._invstd
+        if x is None or mean is None or invstd is None:
             raise RuntimeError(f"{type(self).__name__.lower()}: backward called before forward")
         g = self._rows(grad_output)
+        # With x_hat = (x - mean) * invstd and y = weight * x_hat + bias:
+        # dweight = sum over rows of g * x_hat, dbias = sum of g.
+        centred = self._rows(x) - mean
         sum_g = g.sum(0)
-        sum_g_normalised = (g * normalised).sum(0)
+        sum_g_normalised = (g * centred).sum(0).mul_(invstd)
         self.weight.grad.add_(sum_g_normalised)
         self.bias.grad.add_(sum_g)
         scale = self.weight.data * invstd
-        if not self._batch_statistics:  # the statistics are constants
-            return self._unrows(g * scale, shape)
+        if not self._batch_statistics:  # the statistics are constants: dx = g * scale
+            return self._unrows(g * scale, x.shape)
         # The batch's mean and variance depend on every row:
-        # dx = scale * (g - mean(g) - normalised * mean(g * normalised)).
+        # dx = scale * (g - mean(g) - x_hat * mean(g * x_hat)), computed as
+        # g * scale + (x - mean) * slope + shift in the centred rows' memory.
         m = g.shape[0]
         shift = scale * sum_g * (-1 / m)
-        slope = scale * sum_g_normalised * (-1 / m)
-        grad = torch.addcmul(shift, g, scale).addcmul_(normalised, slope)
-        return self._unrows(grad, shape)
+        slope = scale * invstd * sum_g_normalised * (-1 / m)
+        grad = torch.addcmul(shift, centred, slope, out=centred).addcmul_(g, scale)
+        return self._unrows(grad, x.shape)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight, self.bias]
