@@ -65,7 +65,11 @@ RATIOS = {
     "fit/floor": ("fit", "floor"),
 }
 #: The convnet row's label (its network is benchmarks/convnet.py's SPEC).
-CONVNET = f"convnet b={convnet.BATCH} adam"
+CONVNET = convnet.DIGITS.label()
+#: The convnets benchmarked, the digits one first: the rows at real sizes follow it.
+CONVNETS = (convnet.DIGITS, convnet.MNIST, convnet.CIFAR)
+#: --quick's batch for the networks at real sizes (a step of theirs takes 0.1 s).
+QUICK_CONVNET_BATCH = 8
 
 #: make(args, steps_per_epoch) -> the case's contenders by name (some of CONTENDERS)
 Make = Callable[[argparse.Namespace, int], dict[str, Contender]]
@@ -88,11 +92,14 @@ def mlp_make(net: Net, batch: int, optimizer: str) -> Make:
     return make
 
 
-def convnet_make(args: argparse.Namespace, steps_per_epoch: int) -> dict[str, Contender]:
-    contenders = convnet.make_contenders(
-        convnet.BATCH, torch.float32, args.device, fit_steps_per_epoch=steps_per_epoch
-    )
-    return {name: contenders[name] for name in CONTENDERS if name in contenders}
+def convnet_make(net: convnet.ConvNet, batch: int) -> Make:
+    def make(args: argparse.Namespace, steps_per_epoch: int) -> dict[str, Contender]:
+        contenders = convnet.make_contenders(
+            batch, torch.float32, args.device, fit_steps_per_epoch=steps_per_epoch, net=net
+        )
+        return {name: contenders[name] for name in CONTENDERS if name in contenders}
+
+    return make
 
 
 def step_cases(parts: set[str], quick: bool = False) -> list[dict[str, Any]]:
@@ -132,17 +139,22 @@ def step_cases(parts: set[str], quick: bool = False) -> list[dict[str, Any]]:
                 }
             )
     if "convnet" in parts:
-        cases.append(
-            {
-                "label": CONVNET,
-                "net": "convnet",
-                "batch": convnet.BATCH,
-                "optimizer": "adam",
-                "make": convnet_make,
-                "targets": {"twin/minidl": (">=", convnet.TARGET)},
-                "unavailable": convnet.unavailable(),
-            }
-        )
+        for net in CONVNETS:
+            big = net is not convnet.DIGITS
+            batch = QUICK_CONVNET_BATCH if quick and big else net.batch
+            cases.append(
+                {
+                    "label": net.label(batch),
+                    "net": "convnet",
+                    "convnet": net.name,
+                    "batch": batch,
+                    "optimizer": "adam",
+                    "make": convnet_make(net, batch),
+                    "targets": {"twin/minidl": (">=", convnet.TARGET)},
+                    "unavailable": convnet.unavailable(net),
+                    "big": big,
+                }
+            )
     return cases
 
 
@@ -171,8 +183,9 @@ def time_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     twin = contenders["twin"].run
     twin(2)
     per_step = interleave({"twin": twin}, 3, 1, now, sync)["twin"][0]
-    wide = case.get("wide", False)
-    min_steps = 1 if args.quick else (3 if wide else 10)
+    wide, big = case.get("wide", False), case.get("big", False)
+    # A step of the wide MLP or of a convnet at real size takes 0.1 s: fewer per block.
+    min_steps = 1 if args.quick else (3 if wide else 2 if big else 10)
     n = max(min_steps, round(args.block / per_step))
     steps_per_epoch = max(1, min(10, n // 10))
     if steps_per_epoch != 1:
@@ -191,6 +204,7 @@ def time_case(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     return {
         "case": case["label"],
         "net": case["net"],
+        **({"convnet": case["convnet"]} if "convnet" in case else {}),
         "batch": case["batch"],
         "optimizer": case["optimizer"],
         "rounds": rounds,
@@ -294,6 +308,37 @@ def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def measure_convnet_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Each convnet at real size trained by each contender alone in a subprocess
+    (memory_probe.py --convnet): the peak RSS above the start, minidl's at most the
+    twin's. --quick: the CIFAR one at a small batch."""
+    probe = Path(__file__).with_name("memory_probe.py")
+    names = ["cifar"] if args.quick else ["mnist", "cifar"]
+    result: dict[str, Any] = {}
+    for name in names:
+        net = convnet.NETS[name]
+        if convnet.unavailable(net):
+            continue
+        batch = QUICK_CONVNET_BATCH if args.quick else net.batch
+        peaks = {}
+        for contender in ("twin", "minidl"):
+            command = [sys.executable, str(probe), f"--convnet={name}", f"--batch={batch}"]
+            out = subprocess.run(
+                [*command, f"--contender={contender}"], capture_output=True, text=True, check=True
+            )
+            peaks[contender] = json.loads(out.stdout.strip().splitlines()[-1])["training_peak_mb"]
+        ratio = peaks["minidl"] / peaks["twin"]
+        target = ["<=", 1.0]
+        result[net.label(batch)] = {
+            "twin_mb": peaks["twin"],
+            "minidl_mb": peaks["minidl"],
+            "ratio": ratio,
+            "target": target,
+            "pass": meets(ratio, ("<=", 1.0)),
+        }
+    return result
+
+
 def load() -> list[float]:
     """The machine's load average over 1, 5 and 15 minutes (empty where unknown)."""
     try:
@@ -348,12 +393,15 @@ def table(results: dict[str, Any]) -> list[str]:
         cells += [fmt_ratio(ratios.get(k), targets.get(k)) for k in RATIOS]
         cells.append(target_text)
         lines.append("| " + " | ".join(cells) + " |")
-    if any(r["case"] == CONVNET for r in results["steps"]):
-        lines += [
-            "",
-            f"{CONVNET}: benchmarks/convnet.py's network ({convnet.SPEC}) on 1x8x8 images, "
-            "cross-entropy, Adam lr 1e-3; no floor is written for it.",
-        ]
+    shown = {r.get("convnet") for r in results["steps"] if r["net"] == "convnet"}
+    for net in CONVNETS:
+        if net.name in shown:
+            shape = "x".join(map(str, net.input))
+            lines += [
+                "",
+                f"{net.name}: benchmarks/convnet.py's network ({net.spec}) on {shape} images, "
+                "cross-entropy, Adam lr 1e-3; no floor is written for it.",
+            ]
     for skipped in results.get("skipped", []):
         lines += ["", f"{skipped['case']}: {skipped['reason']}"]
     sweep = results.get("sweep")
@@ -385,6 +433,21 @@ def table(results: dict[str, Any]) -> list[str]:
             f"{memory['epochs']}: growth {memory['growth_mb']:.2f} MB (target < 5 MB: "
             f"{'PASS' if memory['pass'] else 'FAIL'}); peak RSS {memory['peak_mb']:.1f} MB.",
         ]
+    convnet_memory = results.get("convnet_memory")
+    if convnet_memory:
+        lines += [
+            "",
+            "Memory of convnet training (each contender alone in a subprocess: peak RSS above "
+            "the RSS after the imports, over a few steps):",
+            "",
+            "| case | twin MB | minidl MB | minidl/twin |",
+            "| --- | --- | --- | --- |",
+        ]
+        for label, m in convnet_memory.items():
+            lines.append(
+                f"| {label} | {m['twin_mb']:.1f} | {m['minidl_mb']:.1f} "
+                f"| {fmt_ratio(m['ratio'], m['target'])} |"
+            )
     return lines
 
 
@@ -393,6 +456,7 @@ def summary(results: dict[str, Any]) -> list[str]:
     for part in ("sweep", "memory"):
         if results.get(part):
             passed.append(results[part]["pass"])
+    passed += [m["pass"] for m in results.get("convnet_memory", {}).values()]
     lines = [f"{sum(passed)} of {len(passed)} checks pass" + ("" if all(passed) else " (see FAIL)")]
     if results.get("skipped"):
         lines[0] += f"; {len(results['skipped'])} skipped"
@@ -520,6 +584,7 @@ def run(args: argparse.Namespace, parts: set[str]) -> dict[str, Any]:
         results["sweep"] = time_sweep(args)
     if "memory" in parts and not args.device.startswith("cuda"):
         results["memory"] = measure_memory(args)
+        results["convnet_memory"] = measure_convnet_memory(args)
     results["machine"]["load_after"] = load()
     return results
 

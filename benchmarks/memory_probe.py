@@ -1,7 +1,15 @@
-"""Run in a subprocess by the benchmark: train the seed's network and report resident memory.
+"""Run in a subprocess by the benchmark: train a network and report resident memory.
 
-Prints one JSON line: RSS after the first ``--early`` epochs and after ``--epochs``, and the
-peak RSS of the process (Linux's VmHWM; ru_maxrss elsewhere).
+By default the seed's network: prints one JSON line, RSS after the first ``--early``
+epochs and after ``--epochs``, and the peak RSS of the process (Linux's VmHWM; ru_maxrss
+elsewhere).
+
+With ``--convnet NAME --contender twin|minidl``: one contender of benchmarks/convnet.py
+alone in this process. After the imports it notes the RSS and resets the peak (Linux's
+/proc/self/clear_refs), builds the network, the optimizer and the batch, takes ``--steps``
+training steps, and prints the peak above that start: the weights, gradients, optimizer
+state and batch, and at the top of a step what its forward keeps for backward and what
+its backward makes.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import argparse
 import json
 import resource
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,13 +38,55 @@ def rss_mb() -> dict[str, float]:
         return {"rss": peak_mb, "peak": peak_mb}
 
 
+def reset_peak() -> bool:
+    """Start VmHWM again from the current RSS (Linux 4.0 and later); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def convnet_step(name: str, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import convnet
+
+    net = convnet.NETS[name]
+    batch = batch or net.batch
+    convnet.add_twins()  # registers the plugin's layers: imports done, like for like
+    start = rss_mb()["rss"]
+    reset = reset_peak()
+    run = convnet.make_contenders(batch, net=net, only=[contender])[contender].run
+    run(steps)
+    peak = rss_mb()["peak"]
+    return {
+        "net": name,
+        "contender": contender,
+        "batch": batch,
+        "steps": steps,
+        "rss_start_mb": start,
+        "peak_mb": peak,
+        # Without a reset, the peak may be the imports' (ru_maxrss): an upper bound.
+        "training_peak_mb": peak - start,
+        "peak_reset": reset,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--early", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--convnet", help="a network of benchmarks/convnet.py's NETS")
+    parser.add_argument("--contender", choices=("twin", "minidl"), default="minidl")
+    parser.add_argument("--batch", type=int, help="default: the network's")
+    parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.convnet:
+        print(json.dumps(convnet_step(args.convnet, args.contender, args.batch, args.steps)))
+        return
     from minidl.cli.experiment import run
 
     start = rss_mb()
