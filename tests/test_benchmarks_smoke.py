@@ -35,6 +35,10 @@ from minidl.plugins.datasets import disc
 ROOT = Path(__file__).resolve().parent.parent
 MLP_CONTENDERS = {"twin", "minidl", "fit", "floor"}
 VISION = convnet.unavailable() is None
+#: The convnet rows of a --quick run.
+CONVNET_ROWS = [bench.CONVNET] + [
+    net.label(bench.QUICK_CONVNET_BATCH) for net in (convnet.MNIST, convnet.CIFAR)
+]
 
 
 def finite_positive(value: object) -> bool:
@@ -86,13 +90,23 @@ def test_quick_run_reports_every_case_and_column(
         assert set(r["ratios"]) == set(bench.RATIOS), label
         assert "minidl/floor" in r["targets"]
     if VISION:
-        r = cases[bench.CONVNET]
-        assert set(r["step_us"]) == {"twin", "minidl", "fit"}
-        assert set(r["ratios"]) == {"twin/minidl", "twin/fit"}
-        assert r["targets"] == {"twin/minidl": [">=", 1.0]}
+        # The digits convnet, then the MNIST and CIFAR ones at --quick's small batch.
+        assert [r["case"] for r in results["steps"] if r["net"] == "convnet"] == CONVNET_ROWS
+        for label in CONVNET_ROWS:
+            r = cases[label]
+            assert set(r["step_us"]) == {"twin", "minidl", "fit"}
+            assert set(r["ratios"]) == {"twin/minidl", "twin/fit"}
+            assert r["targets"] == {"twin/minidl": [">=", 1.0]}
         assert results["skipped"] == []
+        memory = results["convnet_memory"]
+        assert list(memory) == [convnet.CIFAR.label(bench.QUICK_CONVNET_BATCH)]
+        for m in memory.values():
+            assert finite_positive(m["twin_mb"]) and finite_positive(m["minidl_mb"])
+            assert m["ratio"] == pytest.approx(m["minidl_mb"] / m["twin_mb"])
+            assert m["pass"] == (m["ratio"] <= 1.0)
     else:
-        assert [s["case"] for s in results["skipped"]] == [bench.CONVNET]
+        assert [s["case"] for s in results["skipped"]] == CONVNET_ROWS
+        assert results["convnet_memory"] == {}
     for r in results["steps"]:
         assert all(finite_positive(v) for v in r["step_us"].values()), r
         assert all(finite_positive(v) for v in r["ratios"].values()), r
@@ -125,6 +139,9 @@ def test_quick_run_prints_the_table_and_writes_only_into_out(
         assert "| 2-25-25-25-1 b=10000 adam |" in text
         assert f"| {bench.QUICK_WIDE_NET.label} b=1000 sgd |" in text
         assert bench.CONVNET in text
+        if VISION:
+            assert "| mnist convnet b=8 adam |" in text and "| cifar convnet b=8 adam |" in text
+            assert "Memory of convnet training" in text
         assert "Table I sweep" in text
         assert "Memory" in text
         assert "checks pass" in text
@@ -159,12 +176,12 @@ def test_the_convnet_row_is_skipped_without_the_vision_plugin(
     stdout = capsys.readouterr().out
     results = json.loads((tmp_path / "bench.json").read_text())
     assert results["steps"] == []
-    assert [s["case"] for s in results["skipped"]] == [bench.CONVNET]
+    assert [s["case"] for s in results["skipped"]] == CONVNET_ROWS
     reason = results["skipped"][0]["reason"]
     assert reason.startswith("skipped:") and "conv2d" in reason and "not registered" in reason
     assert f"{bench.CONVNET}: {reason}" in stdout  # under the table
     assert f"convnet: {reason}" in stdout  # python -m benchmarks.convnet
-    assert "0 of 0 checks pass; 1 skipped" in stdout
+    assert "0 of 0 checks pass; 3 skipped" in stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
@@ -211,11 +228,14 @@ def test_the_mlp_contenders_train_the_same_network(activation: str, optimizer: s
 
 
 @pytest.mark.skipif(not VISION, reason="the minidl-vision plugin is not installed")
-def test_the_convnet_contenders_train_the_same_network() -> None:
+@pytest.mark.parametrize("name, batch", [("digits", 8), ("mnist", 3), ("cifar", 4)])
+def test_the_convnet_contenders_train_the_same_network(name: str, batch: int) -> None:
     """In float64, from the same weights, with the same dropout masks (torch's generator
     seeded alike before each step): the twin, minidl's step and fit's step take the same
     losses, and end with the same weights; minidl.fit starts from them too and trains."""
-    contenders = convnet.make_contenders(8, torch.float64, fit_steps_per_epoch=1)
+    contenders = convnet.make_contenders(
+        batch, torch.float64, fit_steps_per_epoch=1, net=convnet.NETS[name]
+    )
     assert set(contenders) == {"twin", "minidl", "minidl fit step", "fit"}
     start = contenders["minidl"].weights()
     for name, c in contenders.items():
