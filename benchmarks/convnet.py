@@ -216,10 +216,16 @@ def measure(args: argparse.Namespace, net: ConvNet) -> dict[str, Any]:
     for run in runners.values():
         run(args.warmup or steps)
     times = interleave(runners, steps, args.rounds, clock(args.clock))
-    ratios = {
-        name: statistics.median(t / m for t, m in zip(times["twin"], times[name], strict=True))
+    per_round = {
+        name: [t / m for t, m in zip(times["twin"], times[name], strict=True)]
         for name in runners
         if name != "twin"
+    }
+    ratios = {name: statistics.median(r) for name, r in per_round.items()}
+    # The spread of the per-round ratios: on a shared machine, the noise to read them by.
+    spread = {
+        name: [min(r), *statistics.quantiles(r, n=4), max(r)] if len(r) > 1 else r * 5
+        for name, r in per_round.items()
     }
     return {
         "net": net.name,
@@ -234,6 +240,7 @@ def measure(args: argparse.Namespace, net: ConvNet) -> dict[str, Any]:
         "steps_per_round": steps,
         "step_us": {name: statistics.median(v) * 1e6 for name, v in times.items()},
         "twin_over": ratios,
+        "twin_over_spread": spread,
         "target": TARGET,
         "pass": ratios["minidl"] >= TARGET,
     }
@@ -246,12 +253,15 @@ def table(result: dict[str, Any]) -> str:
         f"{result['dtype']}, 1 thread, {result['rounds']} rounds x "
         f"{result['steps_per_round']} steps, {result['clock']} clock",
         "",
-        f"| {'contender':<16} | {'step (us)':>10} | {'twin/this':>9} |",
-        f"|{'-' * 18}|{'-' * 12}|{'-' * 11}|",
+        f"| {'contender':<16} | {'step (us)':>10} | {'twin/this':>9} | {'per round: min, quartiles, max':<30} |",
+        f"|{'-' * 18}|{'-' * 12}|{'-' * 11}|{'-' * 32}|",
     ]
     for name, us in result["step_us"].items():
-        ratio = "" if name == "twin" else f"{result['twin_over'][name]:.2f}x"
-        lines.append(f"| {name:<16} | {us:>10.1f} | {ratio:>9} |")
+        ratio = spread = ""
+        if name != "twin":
+            ratio = f"{result['twin_over'][name]:.2f}x"
+            spread = ", ".join(f"{v:.2f}" for v in result["twin_over_spread"][name])
+        lines.append(f"| {name:<16} | {us:>10.1f} | {ratio:>9} | {spread:<30} |")
     verdict = "meets" if result["pass"] else "MISSES"
     lines += [
         "",
