@@ -3,16 +3,16 @@ primitives, with the backward passes written out here.
 
 The work runs channels-last, ``(N, H, W, C)`` in memory with torch's ``(N, C, H, W)``
 shape: on one thread oneDNN's convolutions are faster there than in torch's default order
-(forward and backward together, three times for a network's first layer of one or three
-channels, 10-15% for 32), and the elementwise layers between them run over contiguous
+(forward and backward together, two to three times for a network's first layer of one or
+three channels, 10-15% for 32), and the elementwise layers between them run over contiguous
 channels. The outputs are channels-last tensors (``x.is_contiguous(memory_format=
 torch.channels_last)``); every layer takes either memory order.
 
 The backward passes: a convolution's input gradient is a transposed convolution of the
 output gradient with the same weight, and its weight gradient a correlation of the input
 with the output gradient. ATen's ``convolution_backward`` computes both with oneDNN's
-kernels, the weight gradient two to six times faster than any expression of it as a
-convolution or a matrix product. :func:`conv2d_input_grad` and :func:`conv2d_weight_grad`
+kernels, the weight gradient 2.3-5.9 times faster than expressing it as a convolution
+(issue #18's measurement). :func:`conv2d_input_grad` and :func:`conv2d_weight_grad`
 are the same derivatives written as tensor algebra: the tests hold the fast path to them,
 and both to autograd. A max-pooling's gradient goes to each window's maximum through the
 indices its forward kept: one ``scatter_add_`` (:func:`max_pool2d_grad`), or ATen's
