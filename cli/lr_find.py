@@ -18,7 +18,7 @@ saved, and no run on disk changes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -126,18 +126,20 @@ def lr_find(
     steps: int = 100,
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
+    callbacks: Iterable[Any] = (),
     **changes: Any,
 ) -> LRFinderResult:
     """Run the range test on the model, data, loss and optimizer of ``config`` (the seed's
     experiment by default, with ``changes`` applied): ``steps`` mini-batches, the learning
     rate growing geometrically from ``min_lr`` to ``max_lr``. The config's schedule,
-    epochs and callbacks play no part; the test set is never read."""
+    epochs and callbacks play no part; ``callbacks`` run after the test's own (a logger);
+    the test set is never read."""
     config = (config or TrainConfig()).replace(**changes)
     finder = LRRangeTest(geometric(min_lr, max_lr, steps))
     # Enough epochs for the steps, whatever the batches per epoch: the callback stops it.
     tested = config.replace(lr=min_lr, epochs=steps, schedule="constant", callbacks=[])
     try:
-        run(tested, [finder], evaluate_test=False, evaluate_every_epoch=False)
+        run(tested, [finder, *callbacks], evaluate_test=False, evaluate_every_epoch=False)
     except minidl.NonFiniteError:
         # fit refuses an epoch with a NaN step loss; the test stopped at that step.
         if not finder.diverged:

@@ -57,7 +57,10 @@ def lr_find_command(ctx: click.Context, **options: Any) -> None:
     result = lr_find(config, options["steps"], options["min_lr"], options["max_lr"])
     files, note = [], ""
     if directory is not None and plots.available():
-        title = f"{config.optimizer}, batches of {config.batch_size}: {result.stop_reason}"
+        title = (
+            f"range test: {config.optimizer}, batches of {config.batch_size}, "
+            f"{len(result.losses)} steps{' (stopped: the loss diverged)' if result.diverged else ''}"
+        )
         plots.lr_curve(
             result.lrs,
             result.losses,
