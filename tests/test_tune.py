@@ -365,3 +365,18 @@ def test_cli_usage_errors(invoke: Callable[..., Result], args: list[str], fragme
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("Error: ") and fragment in lines[-1], lines
     assert "Traceback" not in result.output
+
+
+def test_no_table_or_plot_module_trains_a_model() -> None:
+    import ast
+    import inspect
+
+    from minidl.cli import plots, tables
+
+    for module in (tables, plots):
+        calls = {
+            node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            for node in ast.walk(ast.parse(inspect.getsource(module)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+        }
+        assert not calls & {"run", "fit", "setup", "run_round", "tune", "sweep"}, module.__name__
