@@ -1,7 +1,8 @@
 """The ``minidl-run`` group: plugins first, then commands, errors as click's.
 
-Its own commands (train, predict, sweep, tune, plugins) are built-in plugins that add
-themselves through the ``register_commands(cli)`` hook, as a third party's do. Errors
+Its own commands (train, predict, sweep, tune, summary, lr-find, plugins) are built-in
+plugins that add themselves through the ``register_commands(cli)`` hook, as a third
+party's do. Errors
 take click's form and exit codes: 2 for what the user gave (an option, a name, a spec,
 data, a model file), 1 for a run that failed, 130 and 143 for SIGINT and SIGTERM (see
 docs/errors.md).
@@ -24,8 +25,9 @@ from minidl.registry import PluginWarning
 from .output import one_line
 from .signals import Interrupted, handle_signals
 
-#: The built-in command plugins, registered like any plugin.
-COMMANDS = ("train", "predict", "sweep", "tune", "plugins")
+#: The built-in commands, each the plugin ``minidl.cli.commands.<name, - as _>``,
+#: registered like any plugin.
+COMMANDS = ("train", "predict", "sweep", "tune", "summary", "lr-find", "plugins")
 #: ctx.meta keys: the --layer-plugin specs (sweep workers load them too) and the argv
 PLUGIN_SPECS, ARGS = "minidl.layer_plugins", "minidl.args"
 
@@ -65,12 +67,11 @@ class MinidlGroup(click.Group):
 
     def _add_plugin_commands(self) -> None:
         registry = minidl.registry
-        for name in COMMANDS:
-            plugin = f"minidl.cli.commands.{name}"
+        builtins = [f"minidl.cli.commands.{name.replace('-', '_')}" for name in COMMANDS]
+        for plugin in builtins:
             if not registry.has_plugin(plugin):
                 registry.add(importlib.import_module(plugin), plugin, "builtin")
         registry.load_plugins()
-        builtins = {f"minidl.cli.commands.{name}" for name in COMMANDS}
         impls = registry.hook.register_commands.get_hookimpls()
         # The built-ins first, so they keep their names even when a plugin that claims
         # one was registered before them (a -p plugin loads before any command is added).

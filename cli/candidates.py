@@ -93,8 +93,8 @@ def tune_rows(
     return table
 
 
-def grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
-    """Every combination of the given values: ``grid(lr=[0.1, 1], epochs=[50, 100])``."""
+def candidate_grid(**axes: Sequence[Any]) -> list[dict[str, Any]]:
+    """Every combination of the given values: ``candidate_grid(lr=[0.1, 1], epochs=[50, 100])``."""
     for name, values in axes.items():
         check_tunable(name)
         if not values:

@@ -103,15 +103,21 @@ TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
 REPEATABLE = ("callbacks",)
 
 
-def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
+def training_options(
+    lists: Collection[str] = (), exclude: Collection[str] = (), **helps: str
+) -> Decorator:
     """Decorate a command with the shared options, ``--config``, ``--json`` and ``--out``.
     The options named in ``lists`` take comma-separated lists (a sweep's rows, a search's
-    candidates), default to none, and say so in the help text given in ``helps``."""
+    candidates), default to none, and say so in the help text given in ``helps``; those
+    named in ``exclude`` (``out`` among them) are left out, for a command that trains
+    less than a run (``summary``, ``lr-find``)."""
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         out_help = helps.pop("out", "Write the results and plots into this directory.")
         decorators = [config_option]
         for name, (flags, type_, help_) in TRAINING.items():
+            if name in exclude:
+                continue
             if name in lists:
                 flag = flags[0].split("/")[0]
                 decorators.append(
@@ -139,8 +145,11 @@ def training_options(lists: Collection[str] = (), **helps: str) -> Decorator:
                 is_flag=True,
                 help="Print one JSON object on stdout instead of text.",
             ),
-            click.option("--out", type=click.Path(file_okay=False), help=out_help),
         ]
+        if "out" not in exclude:
+            decorators.append(
+                click.option("--out", type=click.Path(file_okay=False), help=out_help)
+            )
         for d in reversed(decorators):
             f = d(f)
         return f

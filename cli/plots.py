@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -225,4 +226,36 @@ def diagnostics(
         if handles:
             ax.legend(handles=handles, fontsize=7)
     figure.suptitle(title, fontsize=9)
+    _save(figure, path)
+
+
+def lr_curve(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    suggestion: float | None,
+    path: Path,
+    title: str,
+    raw_losses: Sequence[float] = (),
+) -> None:
+    """lr_find.png: the learning-rate range test's smoothed (and faint, raw) training loss
+    against the learning rate on a log axis, the suggested rate marked."""
+    figure = _figure()
+    ax = figure.add_subplot()
+    finite = [(lr, v) for lr, v in zip(lrs, losses, strict=False) if math.isfinite(v)]
+    if raw_losses:
+        raw = [(lr, v) for lr, v in zip(lrs, raw_losses, strict=False) if math.isfinite(v)]
+        ax.plot(
+            [p[0] for p in raw], [p[1] for p in raw], color="C0", alpha=0.25, lw=0.8, label="loss"
+        )
+    ax.plot([p[0] for p in finite], [p[1] for p in finite], color="C0", label="smoothed loss")
+    if suggestion is not None:
+        at = min(finite, key=lambda p: abs(math.log(p[0] / suggestion)))
+        ax.axvline(suggestion, color="C3", lw=0.8, ls="--")
+        ax.plot([at[0]], [at[1]], "o", color="C3", label=f"suggestion {suggestion:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log)")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(figure, path)

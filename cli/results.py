@@ -47,7 +47,7 @@ def wrong_examples(result: RunResult) -> list[dict[str, Any]]:
     return wrong
 
 
-def describe(result: RunResult) -> str:
+def plot_title(result: RunResult) -> str:
     """A plot title: the model and the optimizer."""
     config = used_config(result)
     return f"{config['model']}; {result.config.optimizer} lr {result.config.lr:g}"
@@ -84,7 +84,7 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     files = ["metrics.json", "history.csv", "misclassified.csv", "model.json", "model.safetensors"]
     if not plots.available():
         return files
-    title = describe(result)
+    title = plot_title(result)
     plots.curves(result.history, directory, title)
     files += ["loss.png", "accuracy.png"]
     if any(k.startswith("grad_norm/") for k in result.history[-1]):

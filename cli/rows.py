@@ -163,7 +163,7 @@ def plain_optimizer(optimizer: str) -> str | None:
     return None if spec.args or spec.kwargs else spec.name
 
 
-def grid(
+def grid_rows(
     activations: Sequence[str] | None = None,
     optimizers: Sequence[str] | None = None,
     lrs: Sequence[float] | None = None,
@@ -229,7 +229,7 @@ def grid(
 def model_rows() -> list[Row]:
     """The default rows for a config with a model spec: Table I's optimizer settings
     (its activation column does not apply), each once."""
-    return grid(model=True)
+    return grid_rows(model=True)
 
 
 def check_rows(rows: Sequence[Row], base: TrainConfig) -> None:

@@ -9,17 +9,17 @@ paired comparison), and a round gives the same numbers whether it runs here or i
 process::
 
     from minidl.cli import TrainConfig
-    from minidl.cli.sweep import TABLE_I, Row, grid, sweep
+    from minidl.cli.sweep import TABLE_I, Row, grid_rows, sweep
 
     base = TrainConfig(epochs=5, n_train=200, n_test=200)
     for r in sweep(TABLE_I[:2], base, rounds=2):  # a list of RowResult
         print(r.row.title, f"{100 * r.mean:.2f} ± {100 * r.std:.2f}", r.accuracies)
 
     # A grid: every combination; an axis left out takes Table I's values.
-    rows = grid(activations=["relu", "tanh"], optimizers=["sgd"], lrs=[0.1, 0.5])
+    rows = grid_rows(activations=["relu", "tanh"], optimizers=["sgd"], lrs=[0.1, 0.5])
     # A model spec has its own activations: its rows vary the optimizer, lr and betas.
     model = base.replace(model="linear(8), tanh, linear(1), sigmoid")
-    rows = grid(optimizers=["sgd", "adam(betas=(0.9, 0.99))"], lrs=[0.1, 0.01], model=True)
+    rows = grid_rows(optimizers=["sgd", "adam(betas=(0.9, 0.99))"], lrs=[0.1, 0.01], model=True)
     results = sweep(rows, model, rounds=2, jobs=2)  # the same numbers as jobs=1
     # Any TrainConfig change makes a row.
     results = sweep([Row({"hidden": [8]}, "narrow"), Row({"hidden": [64]}, "wide")], base)
@@ -46,7 +46,7 @@ from typing import Any
 import minidl
 
 from .experiment import TrainConfig, run, setup
-from .rows import TABLE_I, Row, check_rows, grid, model_rows, round_config, table_i_row
+from .rows import TABLE_I, Row, check_rows, grid_rows, model_rows, round_config, table_i_row
 from .workers import RoundFailed, WorkerError, Workers, call, single_thread
 
 __all__ = [
@@ -55,7 +55,7 @@ __all__ = [
     "RoundResult",
     "Row",
     "RowResult",
-    "grid",
+    "grid_rows",
     "model_rows",
     "round_config",
     "run_round",

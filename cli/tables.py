@@ -14,8 +14,8 @@ from minidl.io import atomic_write
 
 from . import output, plots, signals
 from .candidates import Budget
-from .experiment import TrainConfig, run
-from .rows import Row, plain_optimizer, protocol_notes, round_config, table_i_row, text_of
+from .experiment import TrainConfig
+from .rows import Row, protocol_notes, text_of
 from .sweep import RowResult
 from .tune import TuneResult
 
@@ -306,39 +306,19 @@ def diagnostics_name(result: TuneResult) -> str:
     return f"diagnostics-{slug or 'row'}.png"
 
 
-def diagnostic_runs(
-    result: TuneResult, base: TrainConfig
-) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Round 0 of the tuned settings, and of the report's where the row is one of Table I's,
-    trained with diagnostics recorded."""
-    c = result.config
-    runs = []
-    known = None if c.model else table_i_row(c.activation, plain_optimizer(c.optimizer))
-    if known is not None:
-        report = round_config(base, known, 0).replace(diagnostics=True)
-        runs.append((f"report: lr {known.lr:g}", run(report).history))
-    tuned = c.replace(seed=base.seed, diagnostics=True)
-    runs.append((f"tuned: {_describe(c)}", run(tuned).history))
-    return runs
-
-
-def _describe(c: TrainConfig) -> str:
-    init = c.init if c.gain is None else f"{c.init} x{c.gain:g}"
-    standardized = ", standardized" if c.standardize else ""
-    return f"{init}{standardized}, lr {c.lr:g} {c.schedule}, {c.epochs} epochs"
-
-
 def tune_save(
     directory: Path,
     results: Sequence[TuneResult],
     base: TrainConfig,
     rounds: int,
     budget: Budget | str = "default",
+    diagnostics: Sequence[Sequence[tuple[str, Sequence[dict[str, Any]]]]] = (),
 ) -> tuple[list[str], str]:
     """Write tune.json, table.csv and table.md (all or none) and, with matplotlib,
-    accuracy.png and one diagnostics plot per row (round 0 with the report's settings
-    against the tuned ones) into ``directory``. Returns the names written, and a note
-    when the plots could not be drawn."""
+    accuracy.png and, given ``diagnostics`` (one list of labelled histories per row, as
+    :func:`minidl.cli.tune.diagnostic_runs` trains them), one diagnostics plot per row
+    into ``directory``. Returns the names written, and a note when the plots could not
+    be drawn."""
     doc = tune_document(results, base, rounds, budget)
     with signals.deferred():
         output.write_json(directory / "tune.json", doc)
@@ -352,9 +332,9 @@ def tune_save(
     records = plot_records([r.table_row for r in results], base)
     plots.sweep_bars(records, directory / "accuracy.png", rounds, label="minidl, tuned")
     files.append("accuracy.png")
-    for r in results:
+    for r, runs in zip(results, diagnostics, strict=False):
         name = diagnostics_name(r)
         title = f"{r.table_row.row.label}, round 0 (seed {base.seed})"
-        plots.diagnostics(diagnostic_runs(r, base), directory / name, title)
+        plots.diagnostics(runs, directory / name, title)
         files.append(name)
     return files, ""

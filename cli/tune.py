@@ -19,13 +19,13 @@ sweep; by default Table I's six activation and optimizer pairs, whose learning r
 betas are what tuning replaces) and shares one pool of worker processes among them::
 
     from minidl.cli import TrainConfig
-    from minidl.cli.tune import Budget, candidate_factory, grid, tune, tune_rows, tune_table
+    from minidl.cli.tune import Budget, candidate_factory, candidate_grid, tune, tune_rows, tune_table
 
     tiny = Budget(epochs=(5, 10), seeds=(1000,), finalists=1, confirm_seeds=(1001,))
     base = TrainConfig(n_train=200, n_test=100)
     # One configuration, an explicit grid of candidates:
     result = tune(base.replace(activation="tanh", optimizer="adam"),
-                  grid(lr=[3e-3, 1e-2], epochs=[5, 10]), budget=tiny, rounds=2)
+                  candidate_grid(lr=[3e-3, 1e-2], epochs=[5, 10]), budget=tiny, rounds=2)
     print(result.chosen, result.accuracies)
     # Table I's rows (or tune_rows(["relu"], ["sgd", "adam"])), docs/tuning.md's candidates
     # with one axis replaced, in two worker processes (the numbers do not depend on it):
@@ -55,9 +55,9 @@ from .candidates import (
     Budget,
     CandidateFactory,
     candidate_factory,
+    candidate_grid,
     check_tunable,
     default_candidates,
-    grid,
     tune_rows,
 )
 from .experiment import TrainConfig, make_schedule, run, setup
@@ -71,7 +71,7 @@ __all__ = [
     "TuneResult",
     "candidate_factory",
     "default_candidates",
-    "grid",
+    "candidate_grid",
     "search",
     "tune",
     "tune_rows",
@@ -433,6 +433,29 @@ def tune_table(
         return tune_all(_in_process)
     with Workers(jobs, plugins, what="tuning") as workers:
         return tune_all(workers.map)
+
+
+def diagnostic_runs(
+    result: TuneResult, base: TrainConfig
+) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Round 0 of the tuned settings, and of the report's where the row is one of Table I's,
+    trained again with diagnostics recorded: what ``tune --out`` plots per row."""
+    c = result.config
+    runs = []
+    known = None if c.model else table_i_row(c.activation, plain_optimizer(c.optimizer))
+    if known is not None:
+        report = round_config(base, known, 0).replace(diagnostics=True)
+        runs.append((f"report: lr {known.lr:g}", run(report).history))
+    tuned = c.replace(seed=base.seed, diagnostics=True)
+    runs.append((f"tuned: {settings_label(c)}", run(tuned).history))
+    return runs
+
+
+def settings_label(c: TrainConfig) -> str:
+    """The chosen settings in a few words: ``he, standardized, lr 0.003 cosine, 200 epochs``."""
+    init = c.init if c.gain is None else f"{c.init} x{c.gain:g}"
+    standardized = ", standardized" if c.standardize else ""
+    return f"{init}{standardized}, lr {c.lr:g} {c.schedule}, {c.epochs} epochs"
 
 
 def _in_process(function: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:

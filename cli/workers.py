@@ -46,7 +46,7 @@ class WorkerError(Exception):
         return self.message
 
 
-def describe_error(e: BaseException) -> str:
+def exception_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {e.message if isinstance(e, minidl.MinidlError) else e}"
 
 
@@ -76,7 +76,7 @@ def _init_worker(plugins: Sequence[str]) -> None:
         for spec in plugins:
             minidl.registry.load(spec)
     except Exception as e:
-        why = e.message if isinstance(e, minidl.MinidlError) else describe_error(e)
+        why = e.message if isinstance(e, minidl.MinidlError) else exception_text(e)
         _worker_error = f"a worker process could not load plugin {spec!r}: {why}"
 
 
@@ -89,7 +89,7 @@ def call(task: tuple[Callable[[Any], Any], Any]) -> Any:
             raise minidl.PluginError(_worker_error)
         return function(item)
     except Exception as e:
-        raise WorkerError(describe_error(e)) from None
+        raise WorkerError(exception_text(e)) from None
 
 
 def _dead_worker(workers: Sequence[Any], wait_s: float = 1.0) -> Any:

@@ -31,6 +31,7 @@ from .protocols import Loss, Module, Optimizer
 from .registry import registry
 from .sequential import Sequential
 from .spec import Spec, build, create, parse
+from .summary import Summary, summary
 from .train import History, accuracy, evaluate, fit, labels, predict
 
 __version__ = "0.3.0"
@@ -57,6 +58,7 @@ __all__ = [
     "Sequential",
     "Spec",
     "SpecError",
+    "Summary",
     "UnknownNameError",
     "accuracy",
     "build",
@@ -71,4 +73,5 @@ __all__ = [
     "predict",
     "registry",
     "save_model",
+    "summary",
 ]

@@ -15,7 +15,7 @@ from .protocols import Loss, Module
 from .registry import registry
 
 
-def describe_layer(model: Module, i: int) -> str:
+def layer_label(model: Module, i: int) -> str:
     """``layer 3 (linear)``: its registered name, or else its class's."""
     layer = getattr(model, "layers", ())[i]
     return f"layer {i + 1} ({registry.name_of('layer', type(layer)) or type(layer).__name__})"
@@ -46,7 +46,7 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
             raise SpecError(_forward_failure(model, i, h, e)) from e
         if not isinstance(h, Tensor):
             raise PluginError(
-                f"model {describe_layer(model, i)}: forward returned {type(h).__name__}, not a tensor"
+                f"model {layer_label(model, i)}: forward returned {type(h).__name__}, not a tensor"
             )
     value = _checked_loss(loss, h, y)
     grad = loss.backward()
@@ -60,7 +60,7 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
         grad = layers[i].backward(grad)
         if not isinstance(grad, Tensor) or grad.shape != inputs[i].shape:
             raise PluginError(
-                f"model {describe_layer(model, i)}: backward returned a gradient of shape "
+                f"model {layer_label(model, i)}: backward returned a gradient of shape "
                 f"{_shape(grad)}, but its input had shape {_shape(inputs[i])}; backward must "
                 "return the gradient with respect to the layer's input"
             )
@@ -69,10 +69,10 @@ def checked_step(model: Module, loss: Loss, x: Tensor, y: Tensor) -> Tensor:
 
 def _forward_failure(model: Module, i: int, h: Tensor, e: Exception) -> str:
     layer = model.layers[i]  # type: ignore[attr-defined]
-    message = f"model {describe_layer(model, i)} cannot take an input of shape {_shape(h)}"
+    message = f"model {layer_label(model, i)} cannot take an input of shape {_shape(h)}"
     wants = getattr(layer, "in_features", None)
     if isinstance(wants, int) and h.dim() >= 2 and wants != h.shape[-1]:
-        source = "the data" if i == 0 else f"{describe_layer(model, i - 1)}"
+        source = "the data" if i == 0 else f"{layer_label(model, i - 1)}"
         message += f": it takes {wants} features per example, but {source} gives {h.shape[-1]}"
         if i > 0 and getattr(model.layers[i - 1], "out_features", None) is None:  # type: ignore[attr-defined]
             message += (
@@ -118,7 +118,7 @@ def check_targets(model: Module, loss: Loss, data: Dataset, which: str) -> None:
     if smallest < low or largest > high:
         raise DataError(
             f"the {which} targets range over [{smallest:g}, {largest:g}], but the model's last "
-            f"{describe_layer(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
+            f"{layer_label(model, len(layers) - 1)} outputs values in [{low:g}, {high:g}]: "
             "rescale the target column, or end the model with another layer (class labels? "
             "a loss that takes class indices reads them as classes)"
         )

@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
-from .checks import describe_layer
+from .checks import layer_label
 from .errors import ModelFileError, SpecError
 from .module import load_state_dict, set_mode, state_dict
 from .protocols import Module
@@ -86,7 +86,7 @@ def architecture(model: Module) -> list[dict[str, Any]]:
     layers = list(getattr(model, "layers", [model]))
     described = []
     for i, layer in enumerate(layers):
-        where = describe_layer(model, i) if hasattr(model, "layers") else type(layer).__name__
+        where = layer_label(model, i) if hasattr(model, "layers") else type(layer).__name__
         name = registry.name_of("layer", type(layer))
         if name is None:
             raise ModelFileError(

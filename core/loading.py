@@ -23,7 +23,7 @@ from .errors import PluginError
 HOOKS = [name for name in dir(hookspecs) if name.startswith("register_")]
 
 
-def describe(e: BaseException, filename: str | None = None) -> str:
+def plugin_error_message(e: BaseException, filename: str | None = None) -> str:
     """``Type: message (where)`` on one line; where is the deepest frame in ``filename``
     (the plugin's own file), or else outside importlib."""
     if isinstance(e, PluginError):

@@ -26,7 +26,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import DuplicateNameError, PluginError, UnknownNameError
-from .loading import describe, import_file, import_module
+from .loading import import_file, import_module, plugin_error_message
 
 ENTRY_POINT_GROUP = "minidl"
 #: Comma-separated names of installed plugins to load (set but empty: none); minidl's own
@@ -84,7 +84,7 @@ class Registry(pluggy.PluginManager):
         try:
             yield
         except (Exception, SystemExit) as e:
-            message = f'Error {doing} plugin "{name}": {describe(e, name if name.endswith(".py") else None)}'
+            message = f'Error {doing} plugin "{name}": {plugin_error_message(e, name if name.endswith(".py") else None)}'
             self.errors[name] = message
             if self.has_plugin(name):
                 self.unregister(name=name)

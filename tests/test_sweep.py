@@ -22,7 +22,7 @@ from minidl.cli.sweep import (
     RoundFailed,
     Row,
     RowResult,
-    grid,
+    grid_rows,
     model_rows,
     round_config,
     sweep,
@@ -59,23 +59,23 @@ def test_table_i_is_the_reports() -> None:
 
 
 def test_grid_fills_missing_dimensions_from_table_i() -> None:
-    rows = grid(activations=["relu", "tanh"], optimizers=["sgd"], lrs=[0.1, 0.01])
+    rows = grid_rows(activations=["relu", "tanh"], optimizers=["sgd"], lrs=[0.1, 0.01])
     assert [(r.activation, r.optimizer, r.lr) for r in rows] == [
         ("relu", "sgd", 0.1), ("relu", "sgd", 0.01), ("tanh", "sgd", 0.1), ("tanh", "sgd", 0.01),
     ]  # fmt: skip
     assert all(r.beta1 is None and r.report_mean is None for r in rows)
     # A dimension left out takes the report's values; a row equal to Table I's keeps its numbers.
-    assert grid(activations=["tanh"]) == [TABLE_I[2], TABLE_I[5]]
-    assert grid() == [TABLE_I[i] for i in (0, 3, 1, 4, 2, 5)]
+    assert grid_rows(activations=["tanh"]) == [TABLE_I[2], TABLE_I[5]]
+    assert grid_rows() == [TABLE_I[i] for i in (0, 3, 1, 4, 2, 5)]
     # Betas only where the optimizer takes them.
-    rows = grid(activations=["relu"], optimizers=["sgd", "adam"], beta1s=[0.5, 0.8])
+    rows = grid_rows(activations=["relu"], optimizers=["sgd", "adam"], beta1s=[0.5, 0.8])
     assert [(r.optimizer, r.beta1, r.beta2) for r in rows] == [
         ("sgd", None, None), ("adam", 0.5, 0.999), ("adam", 0.8, 0.999),
     ]  # fmt: skip
 
 
 def test_grid_takes_optimizer_specs() -> None:
-    rows = grid(
+    rows = grid_rows(
         activations=["tanh"],
         optimizers=["adam(betas=(0.9, 0.99))", "adam"],
         lrs=[0.01],
@@ -98,13 +98,13 @@ def test_rows_for_a_model_vary_the_optimizer_only() -> None:
     ]  # fmt: skip
     assert all(r.activation is None and r.report_mean is None for r in model_rows())
     # Given learning rates, the optimizer's own betas.
-    rows = grid(optimizers=["sgd", "adam"], lrs=[0.1, 0.01], model=True)
+    rows = grid_rows(optimizers=["sgd", "adam"], lrs=[0.1, 0.01], model=True)
     assert [r.changes for r in rows] == [
         {"optimizer": o, "lr": lr} for o in ("sgd", "adam") for lr in (0.1, 0.01)
     ]
     assert [r.label for r in rows] == ["sgd", "sgd", "adam", "adam"]
     with pytest.raises(ValueError, match="a model spec has its own activations"):
-        grid(activations=["relu"], model=True)
+        grid_rows(activations=["relu"], model=True)
     with pytest.raises(ValueError, match="row relu-sgd lr 0.5 sets the activation"):
         sweep([TABLE_I[0]], TrainConfig(model=MLP), rounds=1)
 
@@ -148,7 +148,7 @@ def test_each_round_is_a_seeded_run() -> None:
 def test_diverged_rounds_are_reported_not_fatal() -> None:
     base = TrainConfig(model="linear(25), relu, linear(1)", epochs=5, n_train=500, n_test=100)
     [diverging, fine] = sweep(
-        grid(optimizers=["sgd"], lrs=[10.0, 0.01], model=True), base, rounds=2
+        grid_rows(optimizers=["sgd"], lrs=[10.0, 0.01], model=True), base, rounds=2
     )
     assert diverging.diverged == [0, 1] and diverging.accuracies == []
     assert "diverged" in diverging.errors[0]
@@ -414,7 +414,7 @@ def test_jobs_give_the_same_numbers_as_one_process(fragile: list[str]) -> None:
     base = TrainConfig(
         model="linear(8), fragile, tanh, linear(1), sigmoid", epochs=2, n_train=100, n_test=50
     )
-    rows = grid(optimizers=["sgd", "adam(eps=1e-6)"], lrs=[0.3], model=True)
+    rows = grid_rows(optimizers=["sgd", "adam(eps=1e-6)"], lrs=[0.3], model=True)
     one = sweep(rows, base, rounds=2)
     two = sweep(rows, base, rounds=2, jobs=2)  # the workers load what this process did
     assert fragile[0] in minidl.cli.workers.loaded_plugins()

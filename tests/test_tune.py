@@ -25,9 +25,9 @@ from minidl.cli.tune import (
     Budget,
     _epoch_free,
     candidate_factory,
+    candidate_grid,
     count_runs,
     default_candidates,
-    grid,
     search,
     tune,
     tune_rows,
@@ -65,7 +65,7 @@ def test_search_never_reads_the_test_set(tmp_path: Path) -> None:
     # test rounds may then fail for want of it.
     train = write_csv(tmp_path / "train.csv", disc(150, torch.Generator().manual_seed(0)))
     base = TINY.replace(data=train, test_data=str(tmp_path / "missing.csv"))
-    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6])
+    candidates = candidate_grid(lr=[0.3, 1.0], epochs=[3, 6])
     trials = search(base, candidates, seeds=(1, 2))
     assert len(trials) == 4 and all(len(t.accuracies) == 2 for t in trials)
     with pytest.raises(minidl.DataError, match="missing.csv: no such file"):
@@ -78,7 +78,7 @@ def test_test_set_changes_nothing_before_the_rounds(tmp_path: Path) -> None:
     test = disc(80, generator)
     honest = write_csv(tmp_path / "test.csv", test)
     flipped = write_csv(tmp_path / "flipped.csv", minidl.Dataset(test.x, 1 - test.y))
-    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6])
+    candidates = candidate_grid(lr=[0.3, 1.0], epochs=[3, 6])
     a = tune(TINY.replace(data=train, test_data=honest), candidates, budget=TINY_BUDGET, rounds=1)
     b = tune(TINY.replace(data=train, test_data=flipped), candidates, budget=TINY_BUDGET, rounds=1)
     assert [(t.settings, t.accuracies) for t in a.trials] == [
@@ -91,7 +91,7 @@ def test_test_set_changes_nothing_before_the_rounds(tmp_path: Path) -> None:
 def test_shared_epoch_runs_equal_separate_runs() -> None:
     # A constant schedule scores epochs 3 and 6 from one 6-epoch run; cosine needs two runs.
     for schedule in ("constant", "cosine"):
-        candidates = grid(lr=[0.5], epochs=[3, 6], schedule=[schedule])
+        candidates = candidate_grid(lr=[0.5], epochs=[3, 6], schedule=[schedule])
         trials = search(TINY, candidates, seeds=(7,))
         for t in trials:
             config = TINY.replace(**t.settings, seed=7, validation=0.2)
@@ -107,7 +107,7 @@ def test_epoch_free_schedules() -> None:
 
 
 def test_trials_are_ranked_by_mean_validation_accuracy() -> None:
-    trials = search(TINY, grid(lr=[0.01, 0.3, 1.0], epochs=[2, 6]), seeds=(1, 2))
+    trials = search(TINY, candidate_grid(lr=[0.01, 0.3, 1.0], epochs=[2, 6]), seeds=(1, 2))
     means = [t.mean for t in trials]
     assert means == sorted(means, reverse=True)
     assert all(t.seeds == [1, 2] for t in trials)
@@ -115,7 +115,7 @@ def test_trials_are_ranked_by_mean_validation_accuracy() -> None:
 
 def test_tune_reports_rounds_that_rerun_reproduces() -> None:
     ticks: list[int] = []
-    candidates = grid(lr=[0.3, 1.0], epochs=[3, 6], schedule=["constant", "cosine"])
+    candidates = candidate_grid(lr=[0.3, 1.0], epochs=[3, 6], schedule=["constant", "cosine"])
     result = tune(TINY, candidates, budget=TINY_BUDGET, rounds=2, progress=ticks.append)
     assert sum(ticks) == count_runs(TINY, candidates, TINY_BUDGET, 2)
     assert result.chosen == result.trials[0].settings
@@ -137,25 +137,25 @@ def test_tune_reports_rounds_that_rerun_reproduces() -> None:
 def test_diverged_candidates_rank_last() -> None:
     # Without the output sigmoid, a huge step sends the squared error to infinity.
     base = TINY.replace(model="linear(6), relu, linear(1)")
-    trials = search(base, grid(lr=[0.3, 1e6], epochs=[4]), seeds=(1,))
+    trials = search(base, candidate_grid(lr=[0.3, 1e6], epochs=[4]), seeds=(1,))
     assert trials[-1].settings["lr"] == 1e6 and trials[-1].diverged
     assert math.isinf(trials[-1].std) and trials[-1].mean == 0.0
 
 
 def test_round_seeds_must_be_fresh() -> None:
     with pytest.raises(ValueError, match=r"round seeds must be fresh, but \[1000, 1001\]"):
-        tune(TINY.replace(seed=995), grid(lr=[0.1]), budget=TINY_BUDGET, rounds=7)
+        tune(TINY.replace(seed=995), candidate_grid(lr=[0.1]), budget=TINY_BUDGET, rounds=7)
     with pytest.raises(ValueError, match="round seeds must be fresh"):  # before any training
         tune_table(base=TINY.replace(seed=1002), budget=TINY_BUDGET, rounds=1)
 
 
 def test_only_tunable_settings() -> None:
     with pytest.raises(ValueError, match="cannot tune 'hidden'; tunable settings: standardize"):
-        grid(hidden=[[5]])
+        candidate_grid(hidden=[[5]])
     with pytest.raises(ValueError, match="cannot tune 'optimizer'"):
         search(TINY, [{"optimizer": "adam"}])
     with pytest.raises(ValueError, match="no values to try for 'lr'"):
-        grid(lr=[])
+        candidate_grid(lr=[])
 
 
 def test_default_candidates_cover_the_research_grid() -> None:
@@ -365,3 +365,18 @@ def test_cli_usage_errors(invoke: Callable[..., Result], args: list[str], fragme
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("Error: ") and fragment in lines[-1], lines
     assert "Traceback" not in result.output
+
+
+def test_no_table_or_plot_module_trains_a_model() -> None:
+    import ast
+    import inspect
+
+    from minidl.cli import plots, tables
+
+    for module in (tables, plots):
+        calls = {
+            node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+            for node in ast.walk(ast.parse(inspect.getsource(module)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+        }
+        assert not calls & {"run", "fit", "setup", "run_round", "tune", "sweep"}, module.__name__

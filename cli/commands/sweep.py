@@ -8,17 +8,17 @@ import click
 
 import minidl
 
-from .. import sweep as library
 from .. import tables
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import progress, report
+from ..sweep import TABLE_I, grid_rows, model_rows, sweep
 
 #: The options that make the rows: comma lists, their combinations the grid.
 GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
 
 
-@click.command()
+@click.command("sweep")
 @training_options(
     lists=GRID,
     activation="Rows: comma-separated hidden-layer activations [default: Table I's relu, "
@@ -35,7 +35,7 @@ GRID = ("activation", "optimizer", "lr", "beta1", "beta2")
 )
 @rounds_and_jobs("Rounds per row, each on fresh data (round r uses seed --seed + r).")
 @click.pass_context
-def sweep(ctx: click.Context, **options: Any) -> None:
+def sweep_command(ctx: click.Context, **options: Any) -> None:
     """Train every row for --rounds rounds and print mean ± std of the test accuracy.
 
     With no row option the rows are the seed report's Table I (ReLU, Sigmoid and Tanh with
@@ -54,13 +54,13 @@ def sweep(ctx: click.Context, **options: Any) -> None:
     base = config_from(ctx, options)
     axes = [options[k] for k in GRID]
     if any(a is not None for a in axes):
-        rows = library.grid(*axes, model=bool(base.model))
+        rows = grid_rows(*axes, model=bool(base.model))
     else:
-        rows = library.model_rows() if base.model else list(library.TABLE_I)
+        rows = model_rows() if base.model else list(TABLE_I)
     directory = out_dir(options["out"]) if options["out"] else None
     rounds = options["rounds"]
     with progress(len(rows) * rounds, f"{len(rows)} rows x {rounds} rounds") as update:
-        results = library.sweep(
+        results = sweep(
             rows,
             base,
             rounds=rounds,
@@ -82,4 +82,4 @@ def sweep(ctx: click.Context, **options: Any) -> None:
 
 @minidl.hookimpl
 def register_commands(cli: click.Group) -> None:
-    cli.add_command(sweep)
+    cli.add_command(sweep_command)

@@ -8,18 +8,26 @@ import click
 
 import minidl
 
-from .. import tables
-from .. import tune as library
+from .. import plots, tables
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import progress, report
+from ..tune import (
+    BUDGETS,
+    candidate_factory,
+    check_round_seeds,
+    diagnostic_runs,
+    table_runs,
+    tune_rows,
+    tune_table,
+)
 
 #: The options that make the rows and the candidates: comma lists.
 ROWS = ("activation", "optimizer")
 CANDIDATES = ("lr", "epochs", "init", "gain", "schedule", "batch_size", "standardize")
 
 
-@click.command()
+@click.command("tune")
 @training_options(
     lists=ROWS + CANDIDATES,
     activation="Rows: comma-separated activations [default: Table I's rows]. Not with "
@@ -40,7 +48,7 @@ CANDIDATES = ("lr", "epochs", "init", "gain", "schedule", "batch_size", "standar
 )
 @click.option(
     "--budget",
-    type=click.Choice(list(library.BUDGETS)),
+    type=click.Choice(list(BUDGETS)),
     default="default",
     show_default=True,
     help="How much to search: quick (2 tuning seeds, epochs 100,200, 2 finalists on 2 more "
@@ -56,7 +64,7 @@ CANDIDATES = ("lr", "epochs", "init", "gain", "schedule", "batch_size", "standar
 )
 @rounds_and_jobs("Test rounds of each row's chosen settings (round r uses seed --seed + r).")
 @click.pass_context
-def tune(ctx: click.Context, **options: Any) -> None:
+def tune_command(ctx: click.Context, **options: Any) -> None:
     """Choose each row's settings on a validation split of the training points, then
     report the test accuracy of the choice over --rounds fresh rounds.
 
@@ -75,9 +83,9 @@ def tune(ctx: click.Context, **options: Any) -> None:
             ctx,
         )
     base = config_from(ctx, {k: v for k, v in options.items() if k != "validation"})
-    budget = library.BUDGETS[options["budget"]]
-    rows = library.tune_rows(options["activation"], options["optimizer"], model=bool(base.model))
-    candidates = library.candidate_factory(
+    budget = BUDGETS[options["budget"]]
+    rows = tune_rows(options["activation"], options["optimizer"], model=bool(base.model))
+    candidates = candidate_factory(
         budget,
         lrs=options["lr"],
         epochs=options["epochs"],
@@ -89,10 +97,10 @@ def tune(ctx: click.Context, **options: Any) -> None:
     )
     directory = out_dir(options["out"]) if options["out"] else None
     rounds = options["rounds"]
-    library.check_round_seeds(base.seed, rounds, budget)
-    total = library.table_runs(rows, base, candidates, budget, rounds)
+    check_round_seeds(base.seed, rounds, budget)
+    total = table_runs(rows, base, candidates, budget, rounds)
     with progress(total, f"tuning {len(rows)} row{'s' if len(rows) > 1 else ''}") as advance:
-        results = library.tune_table(
+        results = tune_table(
             rows,
             base,
             candidates=candidates,
@@ -103,11 +111,11 @@ def tune(ctx: click.Context, **options: Any) -> None:
             plugins=plugin_specs(ctx),
             progress=lambda done, total: advance(done),
         )
-    files, note = (
-        tables.tune_save(directory, results, base, rounds, options["budget"])
-        if directory
-        else ([], "")
-    )
+    files, note = [], ""
+    if directory:
+        # Round 0 again with diagnostics, for each row's plot (only when it can be drawn).
+        runs = [diagnostic_runs(r, base) for r in results] if plots.available() else []
+        files, note = tables.tune_save(directory, results, base, rounds, options["budget"], runs)
     document = tables.tune_document(results, base, rounds, options["budget"])
     report(
         options["as_json"],
@@ -121,4 +129,4 @@ def tune(ctx: click.Context, **options: Any) -> None:
 
 @minidl.hookimpl
 def register_commands(cli: click.Group) -> None:
-    cli.add_command(tune)
+    cli.add_command(tune_command)
