@@ -74,6 +74,7 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
             metadata={
                 "config": metrics["config"],
                 "input_shape": list(result.train.x.shape[1:]),
+                "input_dtype": str(result.train.x.dtype).removeprefix("torch."),
                 "outputs": outputs,
                 "train_accuracy": result.train_accuracy,
                 "test_accuracy": result.test_accuracy,
@@ -90,7 +91,7 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     if any(k.startswith("grad_norm/") for k in result.history[-1]):
         plots.diagnostics([(title, result.history)], directory / "diagnostics.png", title)
         files.append("diagnostics.png")
-    if result.test.x.dim() == 2 and result.test.features == 2:
+    if result.test.x.dim() == 2 and result.test.features == 2 and result.test.x.is_floating_point():
         path = directory / "decision_boundary.png"
         plots.decision_boundary(result.model, result.test, wrong, path, title, disc=is_disc(result))
         files.append("decision_boundary.png")

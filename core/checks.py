@@ -32,14 +32,15 @@ def describe_layer(model: Module, *path: int) -> str:
     """``layer 3 (linear)``, or inside a container ``layer 2 (residual) > layer 1
     (linear)``: positions from 1, each with its registered name, or else its class's; the
     model itself, ``layer (residual)``, for no path."""
-
-    def name(layer: Any) -> str:
-        return registry.name_of("layer", type(layer)) or type(layer).__name__
-
     parts = [
-        f"layer {path[d] + 1} ({name(layer_at(model, path[: d + 1]))})" for d in range(len(path))
+        f"layer {path[d] + 1} ({layer_name(layer_at(model, path[: d + 1]))})"
+        for d in range(len(path))
     ]
-    return " > ".join(parts) or f"layer ({name(model)})"
+    return " > ".join(parts) or f"layer ({layer_name(model)})"
+
+
+def layer_name(layer: Any) -> str:
+    return registry.name_of("layer", type(layer)) or type(layer).__name__
 
 
 def steps(model: Module) -> list[tuple[Path, Module]]:
