@@ -163,7 +163,7 @@ def build_model(config: TrainConfig, train: Dataset, *others: Dataset | None) ->
     if config.standardize:  # fitted to the training inputs, and saved with the model
         fitted = Standardize.fit(train.x)
         specs.insert(0, Spec("standardize", list(fitted.init_args[0])))
-    return minidl.build(specs, tuple(train.x.shape[1:]))
+    return minidl.build(specs, tuple(train.x.shape[1:]), train.x.dtype)
 
 
 def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:

@@ -223,7 +223,13 @@ def load_model(directory: str | Path) -> tuple[Module, dict[str, Any]]:
     """The saved model, in eval mode, and its metadata. A layer that no loaded plugin
     registers is named, with the plugin the model was saved with. Files of version 2
     (minidl 0.2: a flat list of layers) load as they always did."""
-    directory = Path(directory)
+    try:
+        return _load(Path(directory))
+    except RecursionError:  # a file may nest containers deeper than Python's stack
+        raise ModelFileError(f"{directory}: the model is nested too deeply to load") from None
+
+
+def _load(directory: Path) -> tuple[Module, dict[str, Any]]:
     document = read_architecture(directory)
     model = (
         _make(document["model"], directory)
@@ -243,6 +249,8 @@ def load_model(directory: str | Path) -> tuple[Module, dict[str, Any]]:
         raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from None
     try:
         load_state_dict(model, tensors)
+    except RecursionError:
+        raise
     except (KeyError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: {e}") from None
     set_mode(model, False)
