@@ -58,9 +58,10 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     metrics = summary(result)
     metrics["minidl_version"] = minidl.__version__
     metrics["misclassified"] = len(wrong)
-    outputs = minidl.predict(result.model, result.test.x[:1]).shape[-1]
+    first = minidl.predict(result.model, result.test.x[:1])
+    outputs = first.shape[-1]  # per position, for a sequence
     fields = ["index", *(f"x{i}" for i in range(result.test.x[0].numel()))]
-    fields += [f"output{i}" for i in range(outputs)] + ["predicted", "actual"]
+    fields += [f"output{i}" for i in range(first[0].numel())] + ["predicted", "actual"]
     fields += ["distance", "inside"] if is_disc(result) else []
     with signals.deferred():
         write_json(directory / "metrics.json", metrics)

@@ -72,8 +72,10 @@ class Sequential(ModuleBase):
     def append(self, module: Module) -> Sequential:
         """Add ``module`` at the end, as torch's ``Sequential.append``."""
         check_module(module, f"Sequential item {len(self.layers)}")
+        made_of_them = self._init_args == (self.layers, {})  # not a subclass's own arguments
         self.layers = (*self.layers, module)
-        self._init_args = (self.layers, {})  # what a model file records
+        if made_of_them:  # what a model file records
+            self._init_args = (self.layers, {})
         self._link()
         return self
 

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minidl import Module, ModuleBase, Parameter, Sequential, hookimpl
+from minidl import Dataset, Module, ModuleBase, Parameter, Sequential, hookimpl
 
 
 class Scale:
@@ -90,3 +90,22 @@ def register_layers(register: Callable[[str, Any], None]) -> None:
     register("skip", Skip)
     register("scaled", Scaled)
     register("lookup", Lookup)
+
+
+def tokens(seed: int = 0, n_train: int = 96, n_test: int = 48) -> tuple[Dataset, Dataset]:
+    """Next-id prediction on int64 sequences of 6 ids out of 7, the first two positions
+    (a prompt) ignored (-100); registered as the dataset ``tokens``."""
+
+    def split(n: int, generator: torch.Generator) -> Dataset:
+        x = torch.randint(0, 7, (n, 6), generator=generator)
+        y = (x + 1) % 7
+        y[:, :2] = -100
+        return Dataset(x, y)
+
+    generator = torch.Generator().manual_seed(seed)
+    return split(n_train, generator), split(n_test, generator)
+
+
+@hookimpl
+def register_datasets(register: Callable[[str, Any], None]) -> None:
+    register("tokens", tokens)
