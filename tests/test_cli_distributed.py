@@ -407,4 +407,3 @@ def test_two_torchrun_nodes_on_loopback_equal_one_process(
         assert done.returncode == 0, done.stderr[-3000:]
     assert outputs[1].stdout == ""
     assert_same_history(json.loads(outputs[0].stdout)["history"], single[0])
-
