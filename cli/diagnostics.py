@@ -34,6 +34,7 @@ from torch import Tensor
 
 import minidl
 from minidl import Callback, Dataset, Loss, Module, Parameter, Trainer
+from minidl.checks import steps
 from minidl.module import set_mode
 from minidl.train import model_dtype_device
 
@@ -46,10 +47,12 @@ def spread(output: Tensor) -> float:
 
 
 def layer_names(model: Module) -> list[tuple[str, Module]]:
-    """Each layer with a key such as ``linear0``: its registered name, counted per name."""
+    """Each layer that the model's forward runs in turn (see :func:`minidl.checks.steps`:
+    a container such as ``residual`` is one) with a key such as ``linear0``: its
+    registered name, counted per name."""
     counts: dict[str, int] = {}
     named = []
-    for layer in getattr(model, "layers", [model]):
+    for _, layer in steps(model):
         kind = minidl.registry.name_of("layer", type(layer)) or type(layer).__name__.lower()
         counts[kind] = counts.get(kind, -1) + 1
         named.append((f"{kind}{counts[kind]}", layer))

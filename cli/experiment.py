@@ -163,7 +163,7 @@ def build_model(config: TrainConfig, train: Dataset, *others: Dataset | None) ->
     if config.standardize:  # fitted to the training inputs, and saved with the model
         fitted = Standardize.fit(train.x)
         specs.insert(0, Spec("standardize", list(fitted.init_args[0])))
-    return minidl.build(specs, tuple(train.x.shape[1:]))
+    return minidl.build(specs, tuple(train.x.shape[1:]), train.x.dtype)
 
 
 def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
@@ -367,13 +367,16 @@ def misclassified(model: Sequential, data: Dataset) -> list[dict[str, Any]]:
     predicted and actual label."""
     output = minidl.predict(model, data.x)
     predicted, actual = minidl.labels(output).cpu(), minidl.labels(data.y).cpu()
+    wrong = predicted != actual
+    if wrong.dim() > 1:  # a sequence: wrong where a position that counts is (minidl.accuracy)
+        wrong = (wrong & (actual != -100)).flatten(1).any(1)
     return [
         {
             "index": i,
             "input": [float(v) for v in data.x[i].flatten().tolist()],
             "output": [float(v) for v in output[i].flatten().tolist()],
-            "predicted": int(predicted[i]),
-            "actual": int(actual[i]),
+            "predicted": predicted[i].tolist(),
+            "actual": actual[i].tolist(),
         }
-        for i in (predicted != actual).nonzero().flatten().tolist()
+        for i in wrong.nonzero().flatten().tolist()
     ]

@@ -58,9 +58,10 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     metrics = summary(result)
     metrics["minidl_version"] = minidl.__version__
     metrics["misclassified"] = len(wrong)
-    outputs = minidl.predict(result.model, result.test.x[:1]).shape[-1]
+    first = minidl.predict(result.model, result.test.x[:1])
+    outputs = first.shape[-1]  # per position, for a sequence
     fields = ["index", *(f"x{i}" for i in range(result.test.x[0].numel()))]
-    fields += [f"output{i}" for i in range(outputs)] + ["predicted", "actual"]
+    fields += [f"output{i}" for i in range(first[0].numel())] + ["predicted", "actual"]
     fields += ["distance", "inside"] if is_disc(result) else []
     with signals.deferred():
         write_json(directory / "metrics.json", metrics)
@@ -74,6 +75,7 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
             metadata={
                 "config": metrics["config"],
                 "input_shape": list(result.train.x.shape[1:]),
+                "input_dtype": str(result.train.x.dtype).removeprefix("torch."),
                 "outputs": outputs,
                 "train_accuracy": result.train_accuracy,
                 "test_accuracy": result.test_accuracy,
@@ -90,7 +92,7 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     if any(k.startswith("grad_norm/") for k in result.history[-1]):
         plots.diagnostics([(title, result.history)], directory / "diagnostics.png", title)
         files.append("diagnostics.png")
-    if result.test.x.dim() == 2 and result.test.features == 2:
+    if result.test.x.dim() == 2 and result.test.features == 2 and result.test.x.is_floating_point():
         path = directory / "decision_boundary.png"
         plots.decision_boundary(result.model, result.test, wrong, path, title, disc=is_disc(result))
         files.append("decision_boundary.png")

@@ -25,7 +25,13 @@ def register_layers(register: Register) -> None:
     """Register layers: ``register("leaky_relu", LeakyReLU)``. ``factory(*args, **kwargs)``
     returns a module (``forward``, ``backward``, ``parameters``); model specs call it with
     the spec's arguments, and with the input's size first when its first parameter is named
-    ``in_features`` (the last dimension) or ``in_channels`` (dimension 1)."""
+    ``in_features`` (the last dimension) or ``in_channels`` (dimension 1).
+
+    A container's factory receives built modules as positional arguments:
+    ``residual(linear(16), relu)`` calls ``factory(Linear(16, 16), ReLU())``. The inner
+    specs are built as a chain from the container's input (the first gets the container's
+    input size, each next one the output size of the one before), then the container is
+    made, and the layer after it gets the container's output size, probed as any layer's."""
 
 
 @hookspec

@@ -19,16 +19,19 @@ import torch
 from safetensors.torch import load as _load_tensors
 from safetensors.torch import save as _save_tensors
 
-from .checks import layer_label
+from .checks import layer_label, layer_name
 from .errors import ModelFileError, SpecError
-from .module import load_state_dict, set_mode, state_dict
+from .module import is_module, load_state_dict, move, set_mode, state_dict
 from .protocols import Module
 from .registry import registry
 from .sequential import Sequential
 from .spec import Spec, create
 
 FORMAT = "minidl-model"
-VERSION = 2
+#: 3: a container's modules nested in its arguments, and a model that is not a Sequential
+#: as "model"; 2 (minidl 0.2): a flat list of "layers".
+VERSION = 3
+READS = (2, 3)
 ARCHITECTURE = "model.json"
 WEIGHTS = "model.safetensors"
 _MAX_JSON = 16 * 2**20
@@ -80,42 +83,59 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
-def architecture(model: Module) -> list[dict[str, Any]]:
-    """Each layer as its registered name, the plugin that registered it, and the arguments
-    it was made with (its ``init_args``, which :class:`minidl.ModuleBase` records)."""
-    layers = list(getattr(model, "layers", [model]))
-    described = []
-    for i, layer in enumerate(layers):
-        where = layer_label(model, i) if hasattr(model, "layers") else type(layer).__name__
-        name = registry.name_of("layer", type(layer))
-        if name is None:
-            raise ModelFileError(
-                f"cannot save the model: {where} is not a registered layer class; register "
-                "the class itself through register_layers so a file can name it"
-            )
-        init_args = getattr(layer, "init_args", None)
-        if init_args is None:
-            raise ModelFileError(
-                f"cannot save the model: {where} does not say how it was made; subclass "
-                "minidl.ModuleBase (it records its constructor arguments) or give the layer "
-                "init_args = (args, kwargs)"
-            )
-        args, kwargs = init_args
-        item = {
-            "name": name,
-            "plugin": registry.table("layer")[name].plugin,
-            "args": list(args),
-            "kwargs": {k: v for k, v in kwargs.items() if k not in _PLACEMENT},
-        }
-        try:
-            json.dumps(item)
-        except (TypeError, ValueError):
-            raise ModelFileError(
-                f"cannot save the model: {where} was made with arguments that are not JSON "
-                f"data ({args!r}, {kwargs!r}); a file records numbers, strings, lists and dicts"
-            ) from None
-        described.append(item)
-    return described
+def architecture(model: Module) -> dict[str, Any]:
+    """The model as data: ``{"layers": [item, ...]}`` for a :class:`Sequential`, else
+    ``{"model": item}``. An item is a layer's registered name, the plugin that registered
+    it, and the arguments it was made with (its ``init_args``, which
+    :class:`minidl.ModuleBase` records); a container's arguments that are modules are
+    items themselves, at the positions (or keywords) its ``modules`` list names."""
+    if type(model) is Sequential:
+        return {"layers": [_item(m, layer_label(model, i)) for i, m in enumerate(model)]}
+    return {"model": _item(model, layer_label(model))}
+
+
+def _item(layer: Any, where: str) -> dict[str, Any]:
+    name = registry.name_of("layer", type(layer))
+    if name is None and type(layer) is not Sequential:
+        raise ModelFileError(
+            f"cannot save the model: {where} is not a registered layer class; register "
+            "the class itself through register_layers so a file can name it"
+        )
+    init_args = getattr(layer, "init_args", None)
+    if init_args is None:
+        raise ModelFileError(
+            f"cannot save the model: {where} does not say how it was made; subclass "
+            "minidl.ModuleBase (it records its constructor arguments) or give the layer "
+            "init_args = (args, kwargs)"
+        )
+    args = list(init_args[0])
+    kwargs = {k: v for k, v in init_args[1].items() if k not in _PLACEMENT}
+    modules: list[int | str] = [
+        key for key, v in [*enumerate(args), *kwargs.items()] if is_module(v)
+    ]
+    for n, key in enumerate(modules):
+        inner = args[key] if isinstance(key, int) else kwargs[key]
+        inside = f"{where} > layer {n + 1} ({layer_name(inner)})"
+        if isinstance(key, int):
+            args[key] = _item(inner, inside)
+        else:
+            kwargs[key] = _item(inner, inside)
+    item = {
+        "name": name or "sequential",
+        "plugin": registry.table("layer")[name].plugin if name else "minidl",
+        "args": args,
+        "kwargs": kwargs,
+        **({"modules": modules} if modules else {}),
+    }
+    try:
+        json.dumps(item)
+    except (TypeError, ValueError):
+        raise ModelFileError(
+            f"cannot save the model: {where} was made with arguments that are not JSON "
+            f"data ({init_args[0]!r}, {init_args[1]!r}); a file records numbers, strings, "
+            "lists and dicts, and modules as arguments of their own"
+        ) from None
+    return item
 
 
 def save_model(
@@ -128,7 +148,7 @@ def save_model(
         "format": FORMAT,
         "version": VERSION,
         "dtype": str(params[0].data.dtype).removeprefix("torch.") if params else "float32",
-        "layers": architecture(model),
+        **architecture(model),
         "metadata": metadata or {},
     }
     try:  # before writing anything: a failure must not leave new weights beside old JSON
@@ -155,51 +175,71 @@ def read_architecture(directory: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ModelFileError(f"{path}: not a {FORMAT} file")
-    if document.get("version") != VERSION:
+    if document.get("version") not in READS:
         raise ModelFileError(
-            f"{path}: format version {document.get('version')!r}; this minidl reads version {VERSION}"
+            f"{path}: format version {document.get('version')!r}; this minidl reads versions "
+            f"{' and '.join(map(str, READS))}"
         )
-    layers = document.get("layers")
-    if not isinstance(layers, list) or not all(
-        isinstance(x, dict)
-        and isinstance(x.get("name"), str)
-        and isinstance(x.get("args", []), list)
-        and isinstance(x.get("kwargs", {}), dict)
-        for x in layers
-    ):
-        raise ModelFileError(f"{path}: 'layers' must be a list of {{name, args, kwargs}} objects")
+    key = "model" if "model" in document and document["version"] >= 3 else "layers"
+    items = [document[key]] if key == "model" else document.get("layers")
+    try:
+        valid = isinstance(items, list) and all(_valid(x) for x in items)
+    except RecursionError:
+        valid = False
+    if not valid:
+        raise ModelFileError(
+            f"{path}: {key!r} must be "
+            + ("a list of {name, args, kwargs} objects" if key == "layers" else "one object")
+            + " ({name, args, kwargs}; a container's modules are such objects among its "
+            "args, their positions listed in 'modules')"
+        )
     return document
 
 
+def _valid(item: Any) -> bool:
+    if not (
+        isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("args", []), list)
+        and isinstance(item.get("kwargs", {}), dict)
+        and isinstance(item.get("modules", []), list)
+    ):
+        return False
+    args, kwargs = item.get("args", []), item.get("kwargs", {})
+    for key in item.get("modules", []):
+        if type(key) is int and 0 <= key < len(args):
+            inner = args[key]
+        elif isinstance(key, str) and key in kwargs:
+            inner = kwargs[key]
+        else:
+            return False
+        if not _valid(inner):
+            return False
+    return True
+
+
 @torch.no_grad()
-def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
+def load_model(directory: str | Path) -> tuple[Module, dict[str, Any]]:
     """The saved model, in eval mode, and its metadata. A layer that no loaded plugin
-    registers is named, with the plugin the model was saved with."""
-    directory = Path(directory)
+    registers is named, with the plugin the model was saved with. Files of version 2
+    (minidl 0.2: a flat list of layers) load as they always did."""
+    try:
+        return _load(Path(directory))
+    except RecursionError:  # a file may nest containers deeper than Python's stack
+        raise ModelFileError(f"{directory}: the model is nested too deeply to load") from None
+
+
+def _load(directory: Path) -> tuple[Module, dict[str, Any]]:
     document = read_architecture(directory)
-    known = registry.table("layer")
-    layers = []
-    for item in document["layers"]:
-        if item["name"].lower() not in known:
-            plugin = item.get("plugin")
-            origin = f" (saved from plugin {plugin!r})" if isinstance(plugin, str) else ""
-            raise ModelFileError(
-                f"{directory}: layer {item['name']!r}{origin} is not registered; is the "
-                f"plugin that provides it installed and loaded? Available names: "
-                f"{', '.join(sorted(known))}"
-            )
-        # Placement is not the file's to say: the dtype is recorded once, and the model
-        # starts on the CPU.
-        kwargs = {k: v for k, v in item.get("kwargs", {}).items() if k not in _PLACEMENT}
-        try:
-            layers.append(create("layer", Spec(item["name"], item.get("args", []), kwargs)))
-        except SpecError as e:
-            raise ModelFileError(f"{directory}: {e}") from None
-    model = Sequential(*layers)
+    model = (
+        _make(document["model"], directory)
+        if "model" in document and document["version"] >= 3
+        else Sequential(*(_make(item, directory) for item in document["layers"]))
+    )
     dtype = getattr(torch, str(document.get("dtype", "float32")), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ModelFileError(f"{directory}: unknown dtype {document.get('dtype')!r}")
-    model.to(dtype)
+    move(model, dtype)
     path = directory / WEIGHTS
     try:
         tensors, _ = load_tensors(path)
@@ -209,8 +249,39 @@ def load_model(directory: str | Path) -> tuple[Sequential, dict[str, Any]]:
         raise ModelFileError(f"{path}: not a valid safetensors file ({e})") from None
     try:
         load_state_dict(model, tensors)
+    except RecursionError:
+        raise
     except (KeyError, ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: {e}") from None
     set_mode(model, False)
     metadata = document.get("metadata", {})
     return model, metadata if isinstance(metadata, dict) else {}
+
+
+def _make(item: dict[str, Any], directory: Path) -> Any:
+    """The layer an item describes, its modules made first; names only registered ones."""
+    known = registry.table("layer")
+    name = item["name"].lower()
+    if name not in known and name != "sequential":
+        plugin = item.get("plugin")
+        origin = f" (saved from plugin {plugin!r})" if isinstance(plugin, str) else ""
+        raise ModelFileError(
+            f"{directory}: layer {item['name']!r}{origin} is not registered; is the "
+            f"plugin that provides it installed and loaded? Available names: "
+            f"{', '.join(sorted(known))}"
+        )
+    args, kwargs = list(item.get("args", [])), dict(item.get("kwargs", {}))
+    for key in item.get("modules", []):
+        if isinstance(key, int):
+            args[key] = _make(args[key], directory)
+        else:
+            kwargs[key] = _make(kwargs[key], directory)
+    # Placement is not the file's to say: the dtype is recorded once, and the model
+    # starts on the CPU.
+    kwargs = {k: v for k, v in kwargs.items() if k not in _PLACEMENT}
+    if name not in known:  # minidl's own chain, when no plugin registers the name
+        return Sequential(*args)
+    try:
+        return create("layer", Spec(name, args, kwargs))
+    except SpecError as e:
+        raise ModelFileError(f"{directory}: {e}") from None

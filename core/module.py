@@ -1,13 +1,16 @@
 """An optional base class for layers, and the torch-named helpers that work on any module.
 
 The helpers (:func:`named_parameters`, :func:`state_dict`, :func:`load_state_dict`,
-:func:`set_mode`, :func:`move`) accept any object of the :class:`minidl.Module` protocol,
-base class or not, so containers and model files treat every plugin's layer alike.
+:func:`set_mode`, :func:`move`, :func:`named_children`, :func:`named_modules`) accept any
+object of the :class:`minidl.Module` protocol, base class or not, at any depth, so
+containers and model files treat every plugin's layer alike. A module without
+``named_children`` (a protocol-only layer) has no children.
 """
 
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -33,6 +36,46 @@ def _named(module: Any, items: list[Any], prefix: str) -> list[tuple[str, Any]]:
     # (in a list, say) still gets a stable key: its position.
     attrs = {id(v): k for k, v in getattr(module, "__dict__", {}).items()}
     return [(prefix + attrs.get(id(x), str(j)), x) for j, x in enumerate(items)]
+
+
+_NOT_MODULES = (type, Tensor, Parameter, str, int, float, tuple, list, dict)
+
+
+def is_module(obj: object) -> bool:
+    """A :class:`ModuleBase`, or any object with ``forward``, ``backward`` and
+    ``parameters`` (a class, whose methods are callable too, is not one)."""
+    if isinstance(obj, ModuleBase):
+        return True
+    if obj is None or isinstance(obj, _NOT_MODULES):  # the usual attributes, told quickly
+        return False
+    return all(callable(getattr(obj, m, None)) for m in ("forward", "backward", "parameters"))
+
+
+def named_children(module: Any) -> list[tuple[str, Any]]:
+    """``module.named_children()``, or nothing for a module without it (a leaf)."""
+    own = getattr(module, "named_children", None)
+    return list(own()) if callable(own) else []
+
+
+def children(module: Any) -> list[Any]:
+    """``module.children()``, or nothing for a module without it (a leaf)."""
+    own = getattr(module, "children", None)
+    return list(own()) if callable(own) else []
+
+
+def named_modules(module: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The module, then every module inside it, depth first, each once, under torch's
+    dotted names (``""``, ``"1"``, ``"1.0"``)."""
+    seen: set[int] = set()
+
+    def walk(m: Any, name: str) -> Iterator[tuple[str, Any]]:
+        if id(m) not in seen:
+            seen.add(id(m))
+            yield name, m
+            for key, child in named_children(m):
+                yield from walk(child, f"{name}.{key}" if name else key)
+
+    return walk(module, prefix)
 
 
 def named_parameters(module: Any, prefix: str = "") -> list[tuple[str, Parameter]]:
@@ -155,11 +198,30 @@ class ModuleBase:
     def __call__(self, x: Tensor) -> Tensor:
         return self.forward(x)
 
-    def _children(self) -> list[ModuleBase]:
-        return [v for v in _attributes(self) if isinstance(v, ModuleBase)]
+    def _children(self) -> list[Any]:
+        return [v for v in _attributes(self) if is_module(v)]
 
-    def _named_children(self) -> list[tuple[str, ModuleBase]]:
-        return [(k, v) for k, v in vars(self).items() if isinstance(v, ModuleBase)]
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        """The modules held as attributes, under the attributes' names, as torch's; a
+        container that keeps them elsewhere overrides it (as :class:`Sequential` does)."""
+        return ((k, v) for k, v in vars(self).items() if is_module(v))
+
+    def children(self) -> Iterator[Any]:
+        return iter(self._children())
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        return named_modules(self, prefix)
+
+    def modules(self) -> Iterator[Any]:
+        return (m for _, m in named_modules(self))
+
+    def apply(self, fn: Callable[[Any], None]) -> Any:
+        """``fn`` on every module inside, children first, then on this one (torch's order)."""
+        for child in self._children():
+            own = getattr(child, "apply", None)
+            own(fn) if callable(own) else fn(child)
+        fn(self)
+        return self
 
     def parameters(self) -> list[Parameter]:
         # torch's order: the module's own parameters first, then each child's.
@@ -170,8 +232,8 @@ class ModuleBase:
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, Parameter]]:
         names = {id(p): k for k, p in _named(self, self.parameters(), prefix)}
-        for child, module in self._named_children():
-            names.update((id(p), k) for k, p in module.named_parameters(f"{prefix}{child}."))
+        for child, module in self.named_children():
+            names.update((id(p), k) for k, p in named_parameters(module, f"{prefix}{child}."))
         return [(names[id(p)], p) for p in self.parameters()]
 
     def register_buffer(self, name: str, tensor: Tensor) -> None:
@@ -182,8 +244,8 @@ class ModuleBase:
 
     def named_buffers(self, prefix: str = "") -> list[tuple[str, Tensor]]:
         found = [(prefix + n, getattr(self, n)) for n in self._buffer_names]
-        for child, module in self._named_children():
-            found.extend(module.named_buffers(f"{prefix}{child}."))
+        for child, module in self.named_children():
+            found.extend(named_buffers(module, f"{prefix}{child}."))
         return found
 
     def buffers(self) -> list[Tensor]:
@@ -198,7 +260,7 @@ class ModuleBase:
     def train(self, mode: bool = True) -> Any:
         self.training = mode
         for child in self._children():
-            child.train(mode)
+            set_mode(child, mode)
         return self
 
     def eval(self) -> Any:
@@ -217,8 +279,14 @@ class ModuleBase:
             b = getattr(self, name)
             setattr(self, name, b.to(device=device, dtype=dtype if b.is_floating_point() else None))
         for child in self._children():
-            child.to(device=device, dtype=dtype)
+            move(child, device=device, dtype=dtype)
         return self
+
+    def float(self) -> Any:
+        return self.to(torch.float32)
+
+    def double(self) -> Any:
+        return self.to(torch.float64)
 
     def extra_repr(self) -> str:
         return ""

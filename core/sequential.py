@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch import Tensor
@@ -42,6 +42,10 @@ class Sequential(ModuleBase):
         for i, m in enumerate(modules):
             check_module(m, f"Sequential item {i}")
         self.layers: tuple[Module, ...] = modules
+        self._link()
+
+    def _link(self) -> None:
+        modules = self.layers
         fresh = [getattr(m, "returns_fresh", False) is True for m in modules]
 
         def method(m: Module, name: str, allowed: bool) -> Callable[[Tensor], Tensor]:
@@ -64,6 +68,16 @@ class Sequential(ModuleBase):
         self._backwards_parameters: tuple[Callable[[Tensor], Any], ...] = (
             (*reversed(backwards[1:]), first) if callable(first) else self._backwards
         )
+
+    def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end, as torch's ``Sequential.append``."""
+        check_module(module, f"Sequential item {len(self.layers)}")
+        made_of_them = self._init_args == (self.layers, {})  # not a subclass's own arguments
+        self.layers = (*self.layers, module)
+        if made_of_them:  # what a model file records
+            self._init_args = (self.layers, {})
+        self._link()
+        return self
 
     def forward(self, x: Tensor) -> Tensor:
         for forward in self._forwards:
@@ -104,8 +118,17 @@ class Sequential(ModuleBase):
             move(m, device=device, dtype=dtype)
         return self
 
+    def _children(self) -> list[Any]:
+        return list(self.layers)
+
+    def named_children(self) -> Iterator[tuple[str, Any]]:
+        return ((str(i), m) for i, m in enumerate(self.layers))
+
     def __len__(self) -> int:
         return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)
 
     def __getitem__(self, i: int) -> Module:
         return self.layers[i]

@@ -1,10 +1,13 @@
 """Specs: ``"linear(25), relu, linear(1), sigmoid"`` for a model, ``"adam(eps=1e-6)"`` for
 any other registered factory: a name, optionally with literal arguments (its settings).
+A layer's positional arguments may be layer specs themselves, ``residual(linear(8), relu)``:
+a container's, built before it.
 
 In a model spec, a layer whose factory's first parameter is ``in_features`` gets the size
 of the last dimension of its input, and one whose first is ``in_channels`` gets dimension
 1: the input's shape comes from a small probe batch run through the layers built so far,
-so sizes are never repeated.
+so sizes are never repeated. A container's inner specs are built as a chain from the
+container's input.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .checks import mismatch, of_dtype
 from .errors import SpecError, UnknownNameError
 from .module import set_mode
 from .registry import registry
@@ -37,12 +41,15 @@ class Spec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
-        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        parts = [str(a) if isinstance(a, Spec) else repr(a) for a in self.args]
+        parts += [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.name}({', '.join(parts)})" if parts else self.name
 
 
-def parse(spec: str, what: str = "model spec") -> list[Spec]:
-    """Parse a comma-separated list of items; errors point at the offending column."""
+def parse(spec: str, what: str = "model spec", nested: bool = True) -> list[Spec]:
+    """Parse a comma-separated list of items; errors point at the offending column. With
+    ``nested``, a positional argument that is a name or a call is an item itself (a
+    :class:`Spec` among the arguments); otherwise every argument is a literal."""
     try:
         tree = ast.parse(f"[{spec}]", mode="eval")
     except SyntaxError as e:
@@ -62,25 +69,28 @@ def parse(spec: str, what: str = "model spec") -> list[Spec]:
         raise SpecError(
             f"{what} is empty; give registered names, with settings where wanted: 'name(1, key=2), other'"
         )
-    layers = []
-    for node in tree.body.elts:
-        if isinstance(node, ast.Name):
-            layers.append(Spec(node.id.lower()))
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            args = [_literal(what, spec, a) for a in node.args]
-            kwargs = {}
-            for k in node.keywords:
-                if k.arg is None:
-                    raise SpecError(
-                        _pointing(what, spec, k.value.col_offset - 3, "'**' is not allowed")
-                    )
-                kwargs[k.arg] = _literal(what, spec, k.value)
-            layers.append(Spec(node.func.id.lower(), args, kwargs))
-        else:
-            raise SpecError(
-                _pointing(what, spec, node.col_offset - 1, "expected a name or name(arguments)")
-            )
-    return layers
+    return [_item(what, spec, node, nested) for node in tree.body.elts]
+
+
+def _item(what: str, spec: str, node: ast.expr, nested: bool) -> Spec:
+    if isinstance(node, ast.Name):
+        return Spec(node.id.lower())
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise SpecError(
+            _pointing(what, spec, node.col_offset - 1, "expected a name or name(arguments)")
+        )
+    args = [
+        _item(what, spec, a, nested)
+        if nested and isinstance(a, ast.Name | ast.Call)
+        else _literal(what, spec, a)
+        for a in node.args
+    ]
+    kwargs = {}
+    for k in node.keywords:
+        if k.arg is None:
+            raise SpecError(_pointing(what, spec, k.value.col_offset - 3, "'**' is not allowed"))
+        kwargs[k.arg] = _literal(what, spec, k.value)
+    return Spec(node.func.id.lower(), args, kwargs)
 
 
 def _literal(what: str, spec: str, node: ast.expr) -> Any:
@@ -140,7 +150,7 @@ def parse_one(spec: str | Spec, kind: str) -> Spec:
     """One item: ``"adam"`` or ``"adam(eps=1e-6)"``."""
     if isinstance(spec, Spec):
         return spec
-    items = parse(spec, f"{kind} spec")
+    items = parse(spec, f"{kind} spec", nested=kind == "layer")
     if len(items) != 1:
         raise SpecError(f"{kind} spec {spec!r} names {len(items)} {kind}s; give one")
     return items[0]
@@ -205,36 +215,59 @@ def create(kind: str, spec: str | Spec, *leading: Any, **given: Any) -> Any:
         raise SpecError(f"cannot make {kind} {item}: {e}") from None
 
 
-def build(spec: str | list[Spec], input_shape: tuple[int, ...] | None) -> Sequential:
+def build(
+    spec: str | list[Spec], input_shape: tuple[int, ...] | None, dtype: torch.dtype | None = None
+) -> Sequential:
     """Build a Sequential from a model spec, inferring sizes from ``input_shape`` (one
-    example's shape, without the batch dimension); ``None`` builds the spec as it stands."""
+    example's shape, without the batch dimension); ``None`` builds the spec as it stands.
+
+    ``dtype`` is the inputs' dtype: integer inputs (token ids) are probed as zeros of their
+    own dtype, floating ones in the default dtype the layers are made in (:func:`fit` and
+    :func:`predict` cast floating inputs to the model's dtype, never integer ones).
+
+    A spec among a layer's positional arguments is built first, the inner specs together
+    as a chain from the container's input, and the factory receives the built modules in
+    their places: ``residual(linear(8), relu)`` calls ``factory(Linear(8, 8), ReLU())``.
+    """
     items = parse(spec) if isinstance(spec, str) else spec
-    probe = None if input_shape is None else torch.zeros(2, *input_shape)
+    ids = dtype if dtype is not None and not dtype.is_floating_point else None
+    probe = None if input_shape is None else torch.zeros(2, *input_shape, dtype=ids)
+    return Sequential(*_chain(items, probe, "model spec ")[0])
+
+
+def _chain(
+    items: list[Spec], probe: torch.Tensor | None, where: str
+) -> tuple[list[Any], torch.Tensor | None]:
+    """The layers of ``items``, each built for the probe's output of those before it."""
     layers = []
     for i, item in enumerate(items):
-        where = f"model spec item {i + 1} ({item.name})"
+        at = f"{where}item {i + 1}"
         try:
             factory = registry.get("layer", item.name)
         except UnknownNameError as e:
-            raise SpecError(f"model spec item {i + 1}: {e.message}") from None
-        args = list(item.args)
+            hint = f" (a name inside a call is a layer; quote a string: '{item.name}')"
+            raise SpecError(f"{at}: {e.message}{hint if where.endswith('> ') else ''}") from None
+        here = f"{at} ({item.name})"
+        inner = [a for a in item.args if isinstance(a, Spec)]
+        built = iter(_chain(inner, probe, f"{here} > ")[0])
+        args = [next(built) if isinstance(a, Spec) else a for a in item.args]
         first = _first_parameter(factory)
         if probe is not None and first in INFERRED and first not in item.kwargs:
             args.insert(0, probe.shape[INFERRED[first]] if probe.dim() > 1 else 1)
         try:
             layer = create("layer", Spec(item.name, args, item.kwargs))
-            check_module(layer, where)
+            check_module(layer, here)
         except (SpecError, TypeError) as e:
-            raise SpecError(f"model spec item {i + 1}: {e}") from None
+            raise SpecError(f"{at}: {e}") from None
         if not hasattr(layer, "init_args"):  # so that the model can be saved
             try:
                 layer.init_args = (tuple(args), dict(item.kwargs))
             except AttributeError:
                 pass
         if probe is not None:
-            probe = _probe(layer, probe, where)
+            probe = _probe(layer, probe, here)
         layers.append(layer)
-    return Sequential(*layers)
+    return layers, probe
 
 
 def _probe(layer: Any, x: torch.Tensor, where: str) -> torch.Tensor:
@@ -245,13 +278,13 @@ def _probe(layer: Any, x: torch.Tensor, where: str) -> torch.Tensor:
     try:
         return layer.forward(x)  # type: ignore[no-any-return]
     except Exception as e:
-        why = f"{type(e).__name__}: {e}"
+        why = mismatch(layer, x) or f"{type(e).__name__}: {e}"
         wants = getattr(layer, "in_features", None)
         if isinstance(wants, int) and x.dim() > 1 and wants != x.shape[-1]:
             why = f"it takes {wants} features per example, but its input has {x.shape[-1]}"
-        shape = tuple(x.shape[1:])
         raise SpecError(
-            f"{where} cannot take an input of shape {shape} (per example): {why}"
+            f"{where} cannot take an input of shape {tuple(x.shape[1:])} (per example)"
+            f"{of_dtype(x)}: {why}"
         ) from None
     finally:
         set_mode(layer, was)

@@ -26,18 +26,34 @@ Batches = Callable[[Dataset, int, torch.Generator], Iterable[tuple[Tensor, Tenso
 
 
 def labels(values: Tensor) -> Tensor:
-    """Class labels, ``(N,)`` int64: class indices as they are, one column thresholded at
-    0.5, several columns by argmax."""
-    if values.dim() == 1:
-        return values if not values.is_floating_point() else (values > 0.5).long()
-    if values.shape[1] == 1:
+    """Class labels, int64: one column thresholded at 0.5; integers (class indices, a
+    sequence's ``(N, T)`` too) as they are; ``(N,)`` values thresholded at 0.5, ``(N, k)``
+    ones by argmax; a sequence's ``(N, T, C)`` outputs by argmax over the last dimension."""
+    if values.dim() == 2 and values.shape[1] == 1:
         return (values[:, 0] > 0.5).long()
-    return values.argmax(1)
+    if not values.is_floating_point():
+        return values
+    if values.dim() == 1:
+        return (values > 0.5).long()
+    return values.argmax(1 if values.dim() == 2 else -1)
 
 
-def accuracy(prediction: Tensor, target: Tensor) -> float:
+def accuracy(prediction: Tensor, target: Tensor, ignore_index: int = -100) -> float:
     """Fraction of correct labels (see :func:`labels`); targets may be ``(N, k)`` or
-    ``(N,)`` class indices."""
+    ``(N,)`` class indices. For ``(N, T)`` class indices of ``(N, T, C)`` outputs, the
+    fraction of sequences whose every position is right, positions whose target is
+    ``ignore_index`` aside; ``(N,)`` class indices equal to ``ignore_index`` are not
+    counted (torch's ``cross_entropy`` ignores them alike)."""
+    if not target.is_floating_point() and 1 < target.dim() == prediction.dim() - 1:
+        if prediction.shape[:-1] != target.shape:
+            raise ValueError(
+                f"targets of shape {tuple(target.shape)} cannot score outputs of shape "
+                f"{tuple(prediction.shape)}: a sequence's targets are the outputs' shape "
+                "without the last dimension (class indices, int64)"
+            )
+        right = (prediction.argmax(-1) == target) | (target == ignore_index)
+        correct = right.flatten(1).all(1)
+        return int(torch.count_nonzero(correct)) / correct.numel() if len(correct) else math.nan
     outputs = prediction.shape[1] if prediction.dim() > 1 else 1
     columns = target.shape[1] if target.dim() > 1 else None
     if columns is not None and columns != outputs:
@@ -49,8 +65,13 @@ def accuracy(prediction: Tensor, target: Tensor) -> float:
         # One column each (the seed's task): the thresholded columns compared as they are,
         # the same count as their int64 labels without making them (fit scores every epoch).
         correct = (prediction > 0.5) == (target > 0.5)
-    else:
-        correct = labels(prediction) == labels(target)
+    elif target.dim() == 1 and not target.is_floating_point():
+        kept = target != ignore_index
+        correct = (labels(prediction) == target)[kept]
+    else:  # (N, k) integers here are one-hot rows, not a sequence
+        one_hot = target.dim() == 2 and not target.is_floating_point()
+        values = target.to(prediction.dtype) if one_hot else target
+        correct = labels(prediction) == labels(values)
     if correct.numel() == 0:
         return math.nan
     # An exact count over n: a third of the time of a float mean (fit calls this often).
@@ -77,7 +98,8 @@ def _eval_mode(model: Module) -> Iterator[None]:
 
 @torch.no_grad()
 def predict(model: Module, x: Tensor) -> Tensor:
-    """The model's outputs for inputs ``x`` in eval mode, moved to its dtype and device."""
+    """The model's outputs for inputs ``x`` in eval mode, moved to its device; floating
+    inputs are cast to its dtype, integer ones (token ids) stay integers."""
     dtype, device = model_dtype_device(model)
     with _eval_mode(model):
         return model.forward(x.to(device=device, dtype=dtype if x.is_floating_point() else None))
@@ -85,9 +107,11 @@ def predict(model: Module, x: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``data`` in eval mode, in chunks to bound memory."""
+    """Mean loss and accuracy of ``model`` on ``data`` in eval mode, in chunks to bound
+    memory; the data moved as :func:`predict` moves inputs (targets alike)."""
+    dtype, device = model_dtype_device(model)
     with _eval_mode(model):
-        return _scores(model, loss, data, chunk)
+        return _scores(model, loss, data.to(device, dtype), chunk)
 
 
 def _scores(model: Module, loss: Loss, data: Dataset, chunk: int = 65536) -> tuple[float, float]:

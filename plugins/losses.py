@@ -66,70 +66,101 @@ class MSE:
 
 
 class CrossEntropy:
-    """``torch.nn.functional.cross_entropy``: softmax of the logits ``(N, k)`` inside,
-    against class indices ``(N,)`` or probability rows ``(N, k)``, averaged over the batch."""
+    """``torch.nn.functional.cross_entropy``: a softmax of the logits inside, over their
+    last dimension, against class indices or probability rows, averaged. Logits ``(N, C)``
+    take targets ``(N,)``, a sequence's ``(N, T, C)`` take ``(N, T)`` (torch's
+    ``cross_entropy(out.reshape(-1, C), t.reshape(-1))``), or probabilities of the logits'
+    shape. A class index equal to ``ignore_index`` (torch's default -100: a prompt's
+    positions, say) counts neither in the sum nor in the mean."""
 
     class_targets = True  # a CSV's column of labels 0..k-1 loads as (N,) class indices
 
-    def __init__(self) -> None:
+    def __init__(self, ignore_index: int = -100) -> None:
+        self.ignore_index = ignore_index
         self._softmax: Tensor | None = None
         self._target: Tensor | None = None
+        self._weight: Tensor | None = None  # per row: kept / number kept (class indices)
+        self._shape: torch.Size | None = None
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
-        if prediction.dim() != 2 or target.shape not in (prediction.shape[:1], prediction.shape):
+        shape = tuple(prediction.shape)
+        indices = prediction.dim() >= 2 and target.shape == prediction.shape[:-1]
+        if prediction.dim() < 2 or not (indices or target.shape == prediction.shape):
             raise ValueError(
-                f"cross_entropy: logits of shape {tuple(prediction.shape)} need targets of "
-                f"shape ({prediction.shape[0]},) (class indices) or "
-                f"{tuple(prediction.shape)} (probabilities), got {tuple(target.shape)}"
+                f"cross_entropy: logits of shape {shape} need targets of shape {shape[:-1]} "
+                f"(class indices) or {shape} (probabilities), got {tuple(target.shape)}"
             )
-        if prediction.shape[1] < 2:  # the softmax of one logit is 1: nothing to learn
+        classes = shape[-1]
+        if classes < 2:  # the softmax of one logit is 1: nothing to learn
             raise ValueError(
                 f"cross_entropy needs one logit per class, at least 2, but the model gives "
-                f"{prediction.shape[1]} output; end the model with linear(K) for K classes"
+                f"{classes} output; end the model with linear(K) for K classes"
             )
-        if target.dim() == 1 and (target.is_floating_point() or target.is_complex()):
+        if indices and (target.is_floating_point() or target.is_complex()):
             raise ValueError(
                 f"cross_entropy: targets of shape {tuple(target.shape)} are class indices and "
                 f"must be integers (int64), got {target.dtype}"
             )
+        # One row per position: (N, T, C) -> (N*T, C), as torch's reshape(-1, C).
+        logits = prediction.reshape(-1, classes)
         # log_softmax with the row maximum taken out first, so no exp() overflows.
-        shifted = prediction - prediction.amax(1, keepdim=True)
+        shifted = logits - logits.amax(1, keepdim=True)
         log_softmax = shifted - shifted.exp().sum(1, keepdim=True).log()
-        self._softmax, self._target = log_softmax.exp(), target
-        if target.dim() == 1:
-            try:
-                return -log_softmax.gather(1, target.unsqueeze(1)).mean()
-            except RuntimeError:  # an index out of range: say which, in the loss's words
-                raise ValueError(
-                    f"cross_entropy: class index {int(target.max())} is out of range for "
-                    f"{prediction.shape[1]} logits (classes 0 to {prediction.shape[1] - 1}): "
-                    "give the model one output per class"
-                ) from None
-        return -(target * log_softmax).sum(1).mean()
+        self._softmax, self._shape = log_softmax.exp(), prediction.shape
+        if not indices:
+            self._target, self._weight = target.reshape(-1, classes), None
+            return -(self._target * log_softmax).sum(1).mean()
+        flat = target.reshape(-1)
+        kept = flat != self.ignore_index
+        safe = torch.where(kept, flat, 0)  # an ignored row gathers class 0, weighted 0
+        try:
+            picked = log_softmax.gather(1, safe.unsqueeze(1)).squeeze(1)
+        except RuntimeError:  # an index out of range: say which, in the loss's words
+            bad = flat[kept & ((flat < 0) | (flat >= classes))]
+            raise ValueError(
+                f"cross_entropy: class index {int(bad[0]) if len(bad) else int(flat.max())} "
+                f"is out of range for {classes} logits (classes 0 to {classes - 1}): give the "
+                "model one output per class"
+            ) from None
+        # The mean over the rows kept: torch's, NaN when none is.
+        self._target, self._weight = safe, kept.to(picked.dtype).div_(kept.sum())
+        return -(picked * self._weight).sum()
 
     def backward(self) -> Tensor:
-        p, target = self._softmax, self._target
-        if p is None or target is None:
+        p, target, shape = self._softmax, self._target, self._shape
+        if p is None or target is None or shape is None:
             raise RuntimeError("CrossEntropy.backward called before forward")
-        if target.dim() == 1:  # softmax - one_hot(target)
+        if self._weight is None:  # softmax * sum(target) - target, a row's sum 1 or not
+            grad = (p * target.sum(1, keepdim=True) - target).div_(p.shape[0])
+        else:  # (softmax - one_hot(target)) times the row's weight in the mean
             grad = p.scatter_add(1, target.unsqueeze(1), torch.full_like(p[:, :1], -1.0))
-        else:  # softmax * sum(target) - target, the rows' weights summing to 1 or not
-            grad = p * target.sum(1, keepdim=True) - target
-        return grad.div_(p.shape[0])
+            grad.mul_(self._weight.unsqueeze(1))
+        return grad.reshape(shape)
 
     def accuracy(self, prediction: Tensor, target: Tensor) -> float:
-        """The fraction of rows whose largest logit is the target class."""
-        return accuracy(prediction, target)
+        """The fraction of rows whose largest logit is the target class; of a sequence's,
+        those whose every position is right, ``ignore_index`` positions aside."""
+        return accuracy(prediction, target, self.ignore_index)
 
     def check_target(self, target: Tensor) -> None:
-        if target.dim() == 1 and len(target) and int(target.min()) < 0:
-            raise ValueError(f"class indices must be >= 0, got {int(target.min())}")
+        if target.is_floating_point() or not target.numel():
+            return
+        bad = target[(target < 0) & (target != self.ignore_index)]
+        if len(bad):
+            raise ValueError(
+                f"class indices must be >= 0, got {int(bad.min())} (ignore_index "
+                f"{self.ignore_index} aside)"
+            )
 
     def __call__(self, prediction: Tensor, target: Tensor) -> Tensor:
         return self.forward(prediction, target)
 
     def __repr__(self) -> str:
-        return "CrossEntropy()"
+        return (
+            "CrossEntropy()"
+            if self.ignore_index == -100
+            else (f"CrossEntropy(ignore_index={self.ignore_index})")
+        )
 
 
 @hookimpl

@@ -98,13 +98,25 @@ class Probe(minidl.ModuleBase):
         return grad
 
 
+class Skip(minidl.Sequential):
+    """y = x + f(x), f the chain of its modules: a container, so that every scenario
+    trains, saves and resumes a nested model."""
+
+    def forward(self, x):
+        return x + super().forward(x)
+
+    def backward(self, grad_output):
+        return grad_output + super().backward(grad_output)
+
+
 @minidl.hookimpl
 def register_layers(register):
     register("gate", Gate)
     register("probe", Probe)
+    register("skip", Skip)
 '''
 
-MODEL = "probe, gate, linear(8), tanh, linear(1), sigmoid"
+MODEL = "probe, gate, linear(8), tanh, skip(linear(8), tanh), linear(1), sigmoid"
 ARGS = ["train", "--model", MODEL, "--n-train", "61", "--n-test", "20", "--batch-size", "20",
         "--epochs", "2", "--dtype", "float64", "--optimizer", "sgd", "--lr", "0.5",
         "--no-diagnostics", "--json"]  # fmt: skip
@@ -221,6 +233,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Reference:
     history = json.loads(result.stdout)["history"]
     weights = load_file(tmp / "one" / "model.safetensors")
     assert weights["1.g"].abs().max() > 1e-3  # the plugin's own parameter did train
+    assert "4.0.weight" in weights  # inside the container
     return history, weights
 
 

@@ -145,7 +145,7 @@ def test_files_are_plain_data_under_torchs_keys(tmp_path: Path) -> None:
     model, _ = trained(F64)
     minidl.save_model(model, tmp_path)
     document = json.loads((tmp_path / "model.json").read_text())
-    assert document["format"] == "minidl-model" and document["version"] == 2
+    assert document["format"] == "minidl-model" and document["version"] == 3
     assert document["dtype"] == "float64"
     tensors = load_file(tmp_path / "model.safetensors")  # raw tensors, readable by anyone
     assert list(tensors) == sorted(model.state_dict())
@@ -406,7 +406,7 @@ ARCHITECTURE_CASES: dict[str, tuple[Callable[[Path], object], str]] = {
     "deeply nested": (lambda d: (d / "model.json").write_text("[" * 100_000 + "]" * 100_000), "model.json: not valid JSON"),
     "a list": (lambda d: (d / "model.json").write_text("[1, 2, 3]"), "model.json: not a minidl-model file"),
     "wrong format": (lambda d: edit(d, format="keras"), "model.json: not a minidl-model file"),
-    "version 1": (lambda d: edit(d, version=1), "model.json: format version 1; this minidl reads version 2"),
+    "version 1": (lambda d: edit(d, version=1), "model.json: format version 1; this minidl reads versions 2 and 3"),
     "version 99": (lambda d: edit(d, version=99), "format version 99"),
     "layers not a list": (lambda d: edit(d, layers="linear"), "model.json: 'layers' must be a list of {name, args, kwargs} objects"),
     "layer name not a string": (lambda d: edit(d, layers=[{"name": 5}]), "'layers' must be a list"),

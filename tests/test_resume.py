@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from layers import Skip
 from test_cli_errors import error_line, fresh_cli  # noqa: F401 (a fixture, used below)
 
 import minidl
@@ -106,6 +107,7 @@ class Plugin:
     def register_layers(register: Callable[[str, object], None]) -> None:
         register("bomb", Bomb)
         register("running_norm", RunningNorm)
+        register("skip", Skip)
 
     @staticmethod
     def register_optimizers(register: Callable[[str, object], None]) -> None:
@@ -137,8 +139,13 @@ BASE = ["train", "--epochs", "6", "--n-train", "200", "--batch-size", "50", "--n
         ("adam", "bomb, linear(8), tanh, linear(1), sigmoid", signal.SIGINT),
         ("momentum_sgd(momentum=0.5)", "bomb, linear(8), tanh, linear(1), sigmoid", signal.SIGINT),
         ("adam", "bomb, linear(8), running_norm, tanh, linear(1), sigmoid", signal.SIGTERM),
+        (
+            "adam",
+            "bomb, linear(8), skip(linear(8), running_norm, tanh), linear(1), sigmoid",
+            signal.SIGINT,
+        ),
     ],
-    ids=["sgd", "adam", "plugin-flat-optimizer", "model-with-buffers"],
+    ids=["sgd", "adam", "plugin-flat-optimizer", "model-with-buffers", "nested-with-buffers"],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(
     tmp_path: Path,
@@ -164,8 +171,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(
     assert checkpoint.epoch == 3 and [r["epoch"] for r in checkpoint.history] == [1, 2, 3]
     # The checkpoint, and the history so far (written as each epoch ends).
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CHECKPOINT, "history.csv"]
-    if "running_norm" in model:  # the buffers are in it
-        assert int(checkpoint.states["model"]["2.batches"]) == 3 * 4
+    if "running_norm" in model:  # the buffers are in it, at any depth
+        key = "2.1.batches" if "skip" in model else "2.batches"
+        assert int(checkpoint.states["model"][key]) == 3 * 4
 
     Bomb.at = 0
     resumed = invoke(*hinted[1:])  # as the message says

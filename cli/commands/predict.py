@@ -11,16 +11,17 @@ import torch
 
 import minidl
 from minidl import DataError, NonFiniteError
+from minidl.module import named_modules
 
 from ..output import echo_json, percent
 
 
-def input_shape(model: minidl.Sequential, metadata: dict[str, Any]) -> tuple[int, ...] | None:
+def input_shape(model: minidl.Module, metadata: dict[str, Any]) -> tuple[int, ...] | None:
     """One example's shape: as the training run recorded it, or the first layer's width."""
     shape = metadata.get("input_shape")
     if isinstance(shape, list) and all(isinstance(n, int) for n in shape):
         return tuple(shape)
-    for layer in model.layers:
+    for _, layer in named_modules(model):
         for attribute in ("in_features", "out_features"):  # Standardize: out_features
             width = getattr(layer, attribute, None)
             if isinstance(width, int):
@@ -66,7 +67,13 @@ def predict(model_dir: str, values: tuple[float, ...], data: str | None, as_json
     else:
         raise click.UsageError(f"give the inputs of an example ({width} numbers) or --data CSV")
     x = x.reshape(-1, *shape)
-    output = minidl.predict(model, x).to("cpu", torch.float64).flatten(1)
+    ids = getattr(torch, str(metadata.get("input_dtype")), None)
+    if isinstance(ids, torch.dtype) and not ids.is_floating_point:  # token ids stay integers
+        if not bool((x == x.round()).all()):
+            raise click.BadParameter("the model takes integer inputs (ids)", param_hint="'X Y ...'")
+        x = x.to(ids)
+    raw = minidl.predict(model, x).to("cpu", torch.float64)
+    output = raw.flatten(1)
     finite = torch.isfinite(output).all(1)
     if not bool(finite.all()):
         i = int((~finite).nonzero()[0])
@@ -74,13 +81,13 @@ def predict(model_dir: str, values: tuple[float, ...], data: str | None, as_json
             f"the model's output for example {i + 1} is not finite: its inputs overflow the "
             "model's arithmetic (far outside the training data's range?)"
         )
-    predicted = minidl.labels(output)
+    predicted = minidl.labels(raw if raw.dim() > 2 else output)  # a sequence: a label each
     records = []
     for i in range(len(x)):
         record: dict[str, Any] = {
             "input": [float(v) for v in x[i].flatten().tolist()],
             "output": [float(v) for v in output[i].tolist()],
-            "label": int(predicted[i]),
+            "label": predicted[i].tolist(),
         }
         if targets is not None:
             record["actual"] = int(minidl.labels(targets[i : i + 1])[0])
