@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+import minidl
 from minidl import Callback, ModelFileError, Module, Optimizer, Trainer
 from minidl.io import load_tensors, save_tensors
 from minidl.module import load_state_dict, state_dict
@@ -89,7 +90,8 @@ def save_checkpoint(
         state = json.dumps(document)
     except (TypeError, ValueError) as e:
         raise ValueError(f"cannot checkpoint this run: its state is not JSON data ({e})") from None
-    save_tensors(path, tensors, {"format": FORMAT, "version": VERSION, "state": state})
+    metadata = {"format": FORMAT, "version": VERSION, "minidl_version": minidl.__version__}
+    save_tensors(path, tensors, {**metadata, "state": state})
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -102,7 +104,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise ModelFileError(f"{path}: not a valid checkpoint ({e})") from None
     try:
         if (metadata.get("format"), metadata.get("version")) != (FORMAT, VERSION):
-            raise ValueError(f"not a {FORMAT} file of version {VERSION}")
+            written = metadata.get("minidl_version")
+            by = f" (written by minidl {written})" if written else ""
+            raise ValueError(
+                f"not a {FORMAT} file of version {VERSION}{by}; this is minidl {minidl.__version__}"
+            )
         state = json.loads(metadata["state"])
         epoch, history = state["epoch"], state["history"]
         if not (isinstance(epoch, int) and epoch >= 1 and len(history) == epoch):
