@@ -82,7 +82,7 @@ def test_nested_sequential_and_buffers() -> None:
     found = minidl.summary(ours, (3,))
     rows = {r["name"]: r for r in found.rows}
     shapes, counts = torch_shapes(theirs, (3,)), torch_counts(theirs)
-    for name in ("0", "1", "2", "3", "3.0", "3.1", "4"):  # Block has no children() here
+    for name in ("0", "0.lin", "1", "2", "3", "3.0", "3.1", "4"):
         assert rows[name]["output_shape"] == shapes[name]
         assert rows[name]["parameters"] == counts[name]
     assert rows["3.0"]["depth"] == rows["3"]["depth"] + 1
@@ -90,7 +90,11 @@ def test_nested_sequential_and_buffers() -> None:
     assert found.trainable_parameters == sum(p.numel() for p in theirs.parameters())
     buffers = sum(b.numel() for b in theirs.buffers())
     assert buffers > 0 and found.non_trainable_parameters == buffers
-    assert "\n3.0     linear" in str(found)  # the child under its container, indented
+    lines = str(found).splitlines()
+    (child,) = [line for line in lines if line.startswith("3.0 ")]
+    (parent,) = [line for line in lines if line.startswith("3 ")]
+    # the child under its container, its layer indented by two
+    assert child.index("linear") == parent.index("Sequential") + 2
 
 
 class Residual(ModuleBase):
