@@ -37,7 +37,7 @@ class Residual(Sequential):
                 f"residual: its modules turn an input of shape {tuple(x.shape)} into "
                 f"{tuple(out.shape)}; the output must keep the input's shape to be added to it"
             )
-        return out + x
+        return x + out  # x first: the sum takes x's memory layout, as torch's x + f(x)
 
     # y = x + f(x): dL/dx = g + J_f^T g, the identity path plus the chain's backward.
     def backward(self, grad_output: Tensor) -> Tensor:
