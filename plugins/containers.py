@@ -25,10 +25,10 @@ class Residual(Sequential):
     #: forward() and backward() return new tensors (sums) that it keeps no reference to.
     returns_fresh = True
 
-    def __init__(self, *modules: Module) -> None:
-        if not modules:
-            raise ValueError("residual needs at least one module: residual(linear(16), relu)")
-        super().__init__(*modules)
+    # At least one module, which the signature says: a factory that needs no argument is
+    # offered as an activation (--activation), and this one is not one.
+    def __init__(self, module: Module, *modules: Module) -> None:
+        super().__init__(module, *modules)
 
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
