@@ -46,7 +46,13 @@ class Embedding(ModuleBase):
             )
         if x.numel():
             low, high = torch.aminmax(x)  # one pass, one synchronisation
-            bad = int(low) if int(low) < 0 else int(high) if int(high) >= self.num_embeddings else None
+            bad = (
+                int(low)
+                if int(low) < 0
+                else int(high)
+                if int(high) >= self.num_embeddings
+                else None
+            )
             if bad is not None:
                 raise IndexError(
                     f"embedding: id {bad} is out of range for num_embeddings="

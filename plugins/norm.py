@@ -31,8 +31,14 @@ class LayerNorm(ModuleBase):
         device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(in_features, int) or isinstance(in_features, bool) or in_features < 1:
-            raise ValueError(f"layernorm in_features must be a positive integer, got {in_features!r}")
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(
+                f"layernorm in_features must be a positive integer, got {in_features!r}"
+            )
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, int | float)
+            or not (eps > 0 and math.isfinite(eps))
+        ):
             raise ValueError(f"layernorm eps must be a positive number, got {eps!r}")
         if not isinstance(elementwise_affine, bool):
             raise ValueError(

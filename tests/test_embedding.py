@@ -63,7 +63,9 @@ def test_embedding_names_an_id_out_of_range() -> None:
 
 
 def test_embedding_refuses_floats_naming_the_dtype() -> None:
-    with pytest.raises(TypeError, match=r"embedding takes integer ids \(int64\), got torch.float32"):
+    with pytest.raises(
+        TypeError, match=r"embedding takes integer ids \(int64\), got torch.float32"
+    ):
         Embedding(10, 4).forward(torch.zeros(2, 3))
 
 

@@ -39,8 +39,13 @@ def trajectory(make_ours, make_theirs, steps: int = 100) -> None:  # type: ignor
         opt.step()
         ref.step()
         for i, (p, q) in enumerate(zip(ours, theirs, strict=True)):
+            where = f"step {step}, parameter {i}"
             torch.testing.assert_close(
-                p.data, q.detach(), rtol=1e-12, atol=1e-14, msg=lambda m: f"step {step}, parameter {i}: {m}"
+                p.data,
+                q.detach(),
+                rtol=1e-12,
+                atol=1e-14,
+                msg=lambda m, where=where: f"{where}: {m}",
             )
 
 
@@ -104,7 +109,9 @@ def test_state_dict_holds_the_momentum_state() -> None:
     plain = SGD(params, lr=0.1)
     assert set(plain.state_dict()) == {"lr"}  # nothing more to save
     opt = SGD([Parameter(torch.ones(3))], lr=0.1, momentum=0.9)
-    assert {"momentum_buffer", "steps", "momentum", "dampening", "nesterov"} <= set(opt.state_dict())
+    assert {"momentum_buffer", "steps", "momentum", "dampening", "nesterov"} <= set(
+        opt.state_dict()
+    )
     opt.grad.fill_(1.0)
     opt.step()
     state = copy.deepcopy(opt.state_dict())
@@ -112,7 +119,12 @@ def test_state_dict_holds_the_momentum_state() -> None:
     fresh = SGD([Parameter(torch.ones(3))], lr=0.1, momentum=0.9)
     fresh.load_state_dict(state)
     assert fresh.steps == 1 and torch.equal(fresh.momentum_buffer, torch.ones(3))
-    assert set(AdamW([Parameter(torch.ones(2))]).state_dict()) >= {"m", "v", "steps", "weight_decay"}
+    assert set(AdamW([Parameter(torch.ones(2))]).state_dict()) >= {
+        "m",
+        "v",
+        "steps",
+        "weight_decay",
+    }
 
 
 def test_plain_sgd_keeps_its_one_operation() -> None:
@@ -122,7 +134,9 @@ def test_plain_sgd_keeps_its_one_operation() -> None:
 
 def test_settings_are_checked() -> None:
     p = [Parameter(torch.ones(2))]
-    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum > 0 and zero dampening"):
+    with pytest.raises(
+        ValueError, match="Nesterov momentum requires a momentum > 0 and zero dampening"
+    ):
         SGD(p, lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="momentum must be >= 0"):
         SGD(p, lr=0.1, momentum=-1)
@@ -132,6 +146,8 @@ def test_settings_are_checked() -> None:
 
 def test_registered_with_their_settings() -> None:
     assert minidl.registry.get("optimizer", "adamw") is AdamW
-    opt = minidl.create("optimizer", "sgd(momentum=0.9, nesterov=True)", [Parameter(torch.ones(2))], lr=0.1)
+    opt = minidl.create(
+        "optimizer", "sgd(momentum=0.9, nesterov=True)", [Parameter(torch.ones(2))], lr=0.1
+    )
     assert opt.momentum == 0.9 and opt.nesterov is True
     assert repr(opt) == "SGD(lr=0.1, momentum=0.9, dampening=0, nesterov=True, weight_decay=0)"

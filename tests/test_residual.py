@@ -19,7 +19,10 @@ class TorchResidual(torch.nn.Sequential):
 def pair(width: int = 4) -> tuple[Residual, TorchResidual]:
     ours = Residual(LayerNorm(width), Linear(width, 8), GELU(), Linear(8, width))
     theirs = TorchResidual(
-        torch.nn.LayerNorm(width), torch.nn.Linear(width, 8), torch.nn.GELU(), torch.nn.Linear(8, width)
+        torch.nn.LayerNorm(width),
+        torch.nn.Linear(width, 8),
+        torch.nn.GELU(),
+        torch.nn.Linear(8, width),
     ).to(F64)
     ours.to(F64)
     gen = torch.Generator().manual_seed(4)
@@ -66,7 +69,9 @@ def test_residual_in_a_chain_and_first_in_a_chain() -> None:
     g = torch.randn(5, 3, generator=gen, dtype=F64)
     twin = TorchResidual(torch.nn.Linear(3, 3), torch.nn.Tanh()).to(F64)
     head = torch.nn.Linear(3, 3).to(F64)
-    torch_model = torch.nn.Sequential(head, twin, torch.nn.ReLU(), TorchResidual(torch.nn.Linear(3, 3)).to(F64))
+    torch_model = torch.nn.Sequential(
+        head, twin, torch.nn.ReLU(), TorchResidual(torch.nn.Linear(3, 3)).to(F64)
+    )
     model = minidl.Sequential(
         Linear(3, 3), Residual(Linear(3, 3), Tanh()), ReLU(), Residual(Linear(3, 3))
     ).to(F64)

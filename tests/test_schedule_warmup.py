@@ -27,8 +27,9 @@ def test_cosine_with_warmup_follows_the_formula(warmup: int, min_lr: float) -> N
     lrs = [lr_at(e) for e in range(1, 11)]
     assert max(lrs) == pytest.approx(0.1)  # base is reached, at the warm-up's end
     assert lrs[max(warmup, 1) - 1] == pytest.approx(0.1)
-    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup]))  # rising
-    assert all(a >= b for a, b in zip(lrs[max(warmup, 1) - 1 :], lrs[max(warmup, 1) :]))  # falling
+    top = max(warmup, 1) - 1  # the epoch of the base rate, counting from 0
+    assert all(a < b for a, b in zip(lrs[:top], lrs[1 : top + 1], strict=True))  # rising
+    assert all(a >= b for a, b in zip(lrs[top:-1], lrs[top + 1 :], strict=True))  # falling
     if warmup < 10:
         assert lrs[-1] == pytest.approx(min_lr)
 
@@ -42,5 +43,7 @@ def test_no_warmup_is_the_plain_half_cosine() -> None:
 
 @pytest.mark.parametrize("warmup", [-1, 11, 2.5, True])
 def test_warmup_must_be_whole_epochs_within_the_run(warmup: object) -> None:
-    with pytest.raises(ValueError, match="warmup must be a whole number of epochs from 0 to the 10 epochs"):
+    with pytest.raises(
+        ValueError, match="warmup must be a whole number of epochs from 0 to the 10 epochs"
+    ):
         cosine(0.1, 10, warmup=warmup)  # type: ignore[arg-type]

@@ -65,7 +65,10 @@ def test_generate_errors_name_the_problem(tmp_path: Path) -> None:
     assert code == 2 and "takes a prompt like '11+22'" in output
     saved_model(tmp_path / "disc", "disc", 10, 6)
     code, output = generate(str(tmp_path / "disc"), "1")
-    assert code == 2 and "trained on the dataset 'disc'; generate completes prompts of addition, sort" in output
+    assert (
+        code == 2
+        and "trained on the dataset 'disc'; generate completes prompts of addition, sort" in output
+    )
     code, output = generate(str(tmp_path / "nothing"), "1")
     assert code != 0 and "no such directory" in output
 

@@ -30,7 +30,9 @@ def compare(ours, theirs, x: torch.Tensor, seed: int | None = None) -> None:  # 
 
 @pytest.mark.parametrize("width, heads, length", [(8, 2, 5), (12, 3, 1), (6, 1, 7), (16, 4, 4)])
 @pytest.mark.parametrize("training", [True, False])
-def test_attention_equals_torch_multihead_attention(width: int, heads: int, length: int, training: bool) -> None:
+def test_attention_equals_torch_multihead_attention(
+    width: int, heads: int, length: int, training: bool
+) -> None:
     ours = CausalSelfAttention(width, heads).to(F64).train(training)
     randomize(ours)
     theirs = TorchCausalAttention(width, heads).train(training)
@@ -154,7 +156,9 @@ def test_block_passes_the_kit() -> None:
 
 
 def test_layers_are_registered_with_widths_inferred() -> None:
-    model = minidl.build("positional_embedding(6), transformer_block(2), causal_self_attention(4)", (5, 8))
+    model = minidl.build(
+        "positional_embedding(6), transformer_block(2), causal_self_attention(4)", (5, 8)
+    )
     assert [m.in_features for m in model.layers] == [8, 8, 8]
     assert model[1].num_heads == 2 and model[2].num_heads == 4
     for name, cls in [

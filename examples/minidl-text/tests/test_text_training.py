@@ -16,21 +16,22 @@ from click.testing import CliRunner
 from minidl.cli import cli
 from minidl.plugins import CrossEntropy
 
-MODEL = (
-    "embedding(10, 16), positional_embedding(6), transformer_block(2), layernorm, linear(10)"
-)
+MODEL = "embedding(10, 16), positional_embedding(6), transformer_block(2), layernorm, linear(10)"
 
 
 def sequence_cross_entropy() -> bool:
     try:
-        CrossEntropy().forward(torch.zeros(2, 3, 10), torch.full((2, 3), -100).index_fill_(1, torch.tensor([2]), 1))
+        CrossEntropy().forward(
+            torch.zeros(2, 3, 10), torch.full((2, 3), -100).index_fill_(1, torch.tensor([2]), 1)
+        )
     except ValueError:
         return False
     return True
 
 
 @pytest.mark.skipif(
-    not sequence_cross_entropy(), reason="the core's cross_entropy does not take (N, T, C) logits yet"
+    not sequence_cross_entropy(),
+    reason="the core's cross_entropy does not take (N, T, C) logits yet",
 )
 def test_minidl_run_trains_a_gpt_on_additions_and_generates(tmp_path: Path) -> None:
     runner = CliRunner()
@@ -45,6 +46,10 @@ def test_minidl_run_trains_a_gpt_on_additions_and_generates(tmp_path: Path) -> N
     metrics = json.loads(result.stdout)
     assert metrics["train_loss"] < 0.8 * torch.log(torch.tensor(10.0)).item()  # below chance
     assert metrics["test_points"] == 200
-    done = runner.invoke(cli, ["generate", str(tmp_path / "run"), "12+34", "5+5"], prog_name="minidl-run")
+    done = runner.invoke(
+        cli, ["generate", str(tmp_path / "run"), "12+34", "5+5"], prog_name="minidl-run"
+    )
     assert done.exit_code == 0, done.output
-    assert [re.fullmatch(r"\d+\+\d+=\d+", line) is not None for line in done.output.splitlines()] == [True, True]
+    assert [
+        re.fullmatch(r"\d+\+\d+=\d+", line) is not None for line in done.output.splitlines()
+    ] == [True, True]

@@ -26,7 +26,9 @@ class TorchCausalAttention(torch.nn.MultiheadAttention):
     dropout mask with F.dropout on the attention weights (the other, fused path draws it
     differently); without dropout both give the same."""
 
-    def __init__(self, width: int, heads: int, dropout: float = 0.0, need_weights: bool = False) -> None:
+    def __init__(
+        self, width: int, heads: int, dropout: float = 0.0, need_weights: bool = False
+    ) -> None:
         super().__init__(width, heads, dropout=dropout, batch_first=True, dtype=F64)
         self.need_weights = need_weights
 
@@ -40,12 +42,18 @@ class TorchResidual(torch.nn.Sequential):
         return x + super().forward(x)
 
 
-def torch_block(width: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0) -> torch.nn.Sequential:
+def torch_block(
+    width: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0
+) -> torch.nn.Sequential:
     """minGPT's block as torch.nn modules, under the keys of minidl_text.TransformerBlock."""
     tail = [torch.nn.Dropout(dropout)] if dropout else []
     nn = torch.nn
     return nn.Sequential(
-        TorchResidual(nn.LayerNorm(width), TorchCausalAttention(width, heads, dropout, need_weights=True), *tail),
+        TorchResidual(
+            nn.LayerNorm(width),
+            TorchCausalAttention(width, heads, dropout, need_weights=True),
+            *tail,
+        ),
         TorchResidual(
             nn.LayerNorm(width),
             nn.Linear(width, mlp_ratio * width),
@@ -56,7 +64,9 @@ def torch_block(width: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0
     ).to(F64)
 
 
-def run_torch(module: torch.nn.Module, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
+def run_torch(
+    module: torch.nn.Module, x: Tensor, g: Tensor
+) -> tuple[Tensor, Tensor | None, dict[str, Tensor]]:
     """Output, input gradient and parameter gradients by name, by autograd."""
     module.zero_grad(set_to_none=True)
     leaf = x.detach().clone().requires_grad_(x.is_floating_point())

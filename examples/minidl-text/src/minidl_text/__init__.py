@@ -22,7 +22,14 @@ from .datasets import TASKS, addition, sort
 from .positional import PositionalEmbedding
 
 __version__ = "0.1.0"
-__all__ = ["TASKS", "CausalSelfAttention", "PositionalEmbedding", "TransformerBlock", "addition", "sort"]
+__all__ = [
+    "TASKS",
+    "CausalSelfAttention",
+    "PositionalEmbedding",
+    "TransformerBlock",
+    "addition",
+    "sort",
+]
 
 
 @hookimpl

@@ -56,21 +56,31 @@ class CausalSelfAttention(ModuleBase):
     ) -> None:
         for label, n in (("in_features", in_features), ("num_heads", num_heads)):
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"causal_self_attention {label} must be a positive integer, got {n!r}")
+                raise ValueError(
+                    f"causal_self_attention {label} must be a positive integer, got {n!r}"
+                )
         if in_features % num_heads:
             raise ValueError(
                 f"causal_self_attention: the width {in_features} must be divisible by "
                 f"num_heads={num_heads}"
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, int | float)
+            or not 0 <= dropout < 1
+        ):
             raise ValueError(f"causal_self_attention dropout must be in [0, 1), got {dropout!r}")
         c = in_features
         self.in_features = self.out_features = c
         self.num_heads, self.head_dim, self.dropout = num_heads, c // num_heads, float(dropout)
         # torch's order of draws: out_proj (a Linear) first, then in_proj_weight from a
         # Xavier uniform; both biases zero.
-        self.in_proj_weight = Parameter(torch.empty(3 * c, c, dtype=dtype, device=device), "in_proj_weight")
-        self.in_proj_bias = Parameter(torch.zeros(3 * c, dtype=dtype, device=device), "in_proj_bias")
+        self.in_proj_weight = Parameter(
+            torch.empty(3 * c, c, dtype=dtype, device=device), "in_proj_weight"
+        )
+        self.in_proj_bias = Parameter(
+            torch.zeros(3 * c, dtype=dtype, device=device), "in_proj_bias"
+        )
         self.out_proj = Linear(c, c, dtype=dtype, device=device)
         self.out_proj.bias.data.zero_()  # type: ignore[union-attr]
         bound = math.sqrt(6 / (c + 3 * c))
@@ -80,7 +90,12 @@ class CausalSelfAttention(ModuleBase):
 
     def _causal_mask(self, t: int, like: Tensor) -> Tensor:
         mask = self._mask
-        if mask is None or mask.shape[0] != t or mask.dtype != like.dtype or mask.device != like.device:
+        if (
+            mask is None
+            or mask.shape[0] != t
+            or mask.dtype != like.dtype
+            or mask.device != like.device
+        ):
             mask = torch.full((t, t), -math.inf, dtype=like.dtype, device=like.device).triu_(1)
             self._mask = mask
         return mask
@@ -98,7 +113,9 @@ class CausalSelfAttention(ModuleBase):
         # (N, T, 3, H, d) -> (3, N, H, T, d): one copy, then q, k, v are contiguous slices.
         heads = qkv.view(n, t, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3, n * h, t, d)
         q, k, v = heads[0], heads[1], heads[2]
-        scores = torch.baddbmm(self._causal_mask(t, x), q, k.transpose(1, 2), alpha=1 / math.sqrt(d))
+        scores = torch.baddbmm(
+            self._causal_mask(t, x), q, k.transpose(1, 2), alpha=1 / math.sqrt(d)
+        )
         probs = scores.sub_(scores.amax(-1, keepdim=True)).exp_()
         probs = probs.div_(probs.sum(-1, keepdim=True))
         keep = None

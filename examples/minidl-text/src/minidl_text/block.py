@@ -38,7 +38,9 @@ class TransformerBlock(Sequential):
         device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(mlp_ratio, int) or isinstance(mlp_ratio, bool) or mlp_ratio < 1:
-            raise ValueError(f"transformer_block mlp_ratio must be a positive integer, got {mlp_ratio!r}")
+            raise ValueError(
+                f"transformer_block mlp_ratio must be a positive integer, got {mlp_ratio!r}"
+            )
         c, place = in_features, {"dtype": dtype, "device": device}
         attention = CausalSelfAttention(c, num_heads, dropout, **place)  # checks c, heads, dropout
         mlp = [Linear(c, mlp_ratio * c, **place), GELU(), Linear(mlp_ratio * c, c, **place)]

@@ -74,7 +74,9 @@ def addition(
     total = 10 ** (2 * digits)
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     held_out = min(total // 5, 500)
-    train, test = _sizes(f"addition(digits={digits})", order[held_out:], order[:held_out], n_train, n_test)
+    train, test = _sizes(
+        f"addition(digits={digits})", order[held_out:], order[:held_out], n_train, n_test
+    )
 
     def sequences(problems: Tensor) -> Tensor:
         a, b = problems // 10**digits, problems % 10**digits
@@ -85,7 +87,11 @@ def addition(
 
 
 def sort(
-    seed: int = 0, n_train: int | None = None, n_test: int | None = None, length: int = 6, vocab: int = 3
+    seed: int = 0,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    length: int = 6,
+    vocab: int = 3,
 ) -> tuple[Dataset, Dataset]:
     """Sort ``length`` tokens from ``0 .. vocab - 1`` (minGPT's demo): the sequence, then
     the same tokens in ascending order; inputs are ``(N, 2 * length - 1)``. Of the
@@ -102,7 +108,9 @@ def sort(
         )
     order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
     held_out = max(total // 4, 1)
-    train, test = _sizes(f"sort(length={length}, vocab={vocab})", order[held_out:], order[:held_out], n_train, n_test)
+    train, test = _sizes(
+        f"sort(length={length}, vocab={vocab})", order[held_out:], order[:held_out], n_train, n_test
+    )
 
     def sequences(problems: Tensor) -> Tensor:
         powers = vocab ** torch.arange(length - 1, -1, -1)
@@ -145,7 +153,11 @@ def _addition_show(prompt: list[int], answer: list[int], digits: int = 2, **_: A
 
 
 def _sort_prompt(text: str, length: int = 6, vocab: int = 3, **_: Any) -> list[int]:
-    tokens = [int(t) for t in re.findall(r"\d+", text)] if re.search(r"\s|,", text.strip()) else [int(c) for c in text.strip() if c.isdigit()]
+    tokens = (
+        [int(t) for t in re.findall(r"\d+", text)]
+        if re.search(r"\s|,", text.strip())
+        else [int(c) for c in text.strip() if c.isdigit()]
+    )
     if len(tokens) != length or any(not 0 <= t < vocab for t in tokens):
         raise ValueError(
             f"sort(length={length}, vocab={vocab}) takes {length} tokens from 0 to {vocab - 1}, "

@@ -25,10 +25,14 @@ class PositionalEmbedding(ModuleBase):
     ) -> None:
         for label, n in (("in_features", in_features), ("max_len", max_len)):
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ValueError(f"positional_embedding {label} must be a positive integer, got {n!r}")
+                raise ValueError(
+                    f"positional_embedding {label} must be a positive integer, got {n!r}"
+                )
         self.in_features = self.out_features = in_features
         self.max_len = max_len
-        self.weight = Parameter(torch.empty(max_len, in_features, dtype=dtype, device=device).normal_(), "weight")
+        self.weight = Parameter(
+            torch.empty(max_len, in_features, dtype=dtype, device=device).normal_(), "weight"
+        )
         self._length = 0
 
     def forward(self, x: Tensor) -> Tensor:
