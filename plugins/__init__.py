@@ -2,8 +2,8 @@
 same entry points, as any third-party plugin."""
 
 from .activations import GELU
-from .containers import Residual
 from .callbacks import ClipGradNorm, CSVLogger, EarlyStopping, TensorBoard
+from .containers import Residual
 from .datasets import disc_dataset
 from .dropout import Dropout
 from .embedding import Embedding
