@@ -27,7 +27,8 @@ _tanh_backward_ = torch.ops.aten.tanh_backward.grad_input
 
 
 class Linear(ModuleBase):
-    """``y = x @ weight.T + bias``, shaped and initialised like ``torch.nn.Linear``.
+    """``y = x @ weight.T + bias``, shaped and initialised like ``torch.nn.Linear``; an
+    input ``(N, ..., in_features)`` of more dimensions is taken as its rows, as torch does.
 
     ``init`` is a registered initializer's spec (``default``, ``xavier``, ``he(gain=2.0)``) or a
     callable ``init(weight, bias, gain=...)``; with ``bias=False`` it gets an empty bias,
@@ -76,6 +77,8 @@ class Linear(ModuleBase):
         self._ones_for: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 2:  # (N, ..., in_features): the same on the rows, one per position
+            return self._forward_rows(x)
         self._input = x
         w = self.weight.data
         if w is not self._weight:
@@ -84,9 +87,19 @@ class Linear(ModuleBase):
             return x.mm(self._weight_t)
         return torch.addmm(self.bias.data, x, self._weight_t)
 
+    def _forward_rows(self, x: Tensor) -> Tensor:
+        if x.dim() < 2:
+            raise ValueError(
+                f"Linear takes inputs of shape (N, ..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        rows = self.forward(x.reshape(-1, x.shape[-1]))
+        return rows.view(*x.shape[:-1], self.out_features)
+
     def backward_parameters(self, grad_output: Tensor) -> None:
         """backward() without the gradient with respect to the input, which nobody needs
         when the input is the data: Sequential calls this on its first module in training."""
+        if grad_output.dim() != 2:
+            grad_output = grad_output.reshape(-1, self.out_features)
         x = self._input
         if x is None:
             raise RuntimeError("Linear.backward called before forward")
@@ -102,6 +115,9 @@ class Linear(ModuleBase):
         bias_grad.addmv_(g_t, ones)
 
     def backward(self, grad_output: Tensor) -> Tensor:
+        if grad_output.dim() != 2:
+            rows = self.backward(grad_output.reshape(-1, self.out_features))
+            return rows.view(*grad_output.shape[:-1], self.in_features)
         self.backward_parameters(grad_output)
         return grad_output.mm(self.weight.data)
 

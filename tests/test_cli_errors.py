@@ -98,7 +98,7 @@ def fresh_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 BUILTIN = {
     "activation": "Available names: relu, sigmoid, tanh",
     "layer": "Available names: linear, relu, sigmoid, standardize, tanh",
-    "optimizer": "Available names: adam, sgd",
+    "optimizer": "Available names: adam, adamw, sgd",
     "loss": "Available names: cross_entropy, mse",
     "initializer": "Available names: default, he, he_normal, xavier, xavier_normal",
     "dataset": "Available names: disc",
@@ -108,7 +108,7 @@ BUILTIN = {
 USAGE = [
     (["--activation", "nope"], ["Invalid value for '--activation'", "unknown activation 'nope'", BUILTIN["activation"]]),
     (["--activation", "linear"], ["'--activation'", "layer 'linear' needs arguments, so it cannot be an activation", BUILTIN["activation"]]),
-    (["--optimizer", "adamw"], ["Invalid value for '--optimizer'", "unknown optimizer 'adamw'", BUILTIN["optimizer"]]),
+    (["--optimizer", "rmsprop"], ["Invalid value for '--optimizer'", "unknown optimizer 'rmsprop'", BUILTIN["optimizer"]]),
     (["--loss", "l1"], ["Invalid value for '--loss'", "unknown loss 'l1'", BUILTIN["loss"]]),
     (["--init", "zeros"], ["Invalid value for '--init'", "unknown initializer 'zeros'", BUILTIN["initializer"]]),
     (["--dataset", "spirals"], ["Invalid value for '--dataset'", "unknown dataset 'spirals'", BUILTIN["dataset"]]),

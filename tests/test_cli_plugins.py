@@ -188,7 +188,8 @@ def test_plugins_lists_the_builtins_with_their_settings(invoke) -> None:  # type
     optimizers = by_name["minidl.optimizers"]["settings"]["optimizer"]
     assert optimizers == {
         "adam": {"betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0.0},
-        "sgd": {},
+        "adamw": {"betas": [0.9, 0.999], "eps": 1e-08, "weight_decay": 0.01},
+        "sgd": {"momentum": 0.0, "dampening": 0.0, "nesterov": False, "weight_decay": 0.0},
     }
     assert by_name["minidl.schedules"]["settings"]["schedule"]["step"] == {
         "step_size": 30,
@@ -210,7 +211,11 @@ def test_plugins_lists_the_builtins_with_their_settings(invoke) -> None:  # type
 
     text = invoke("plugins").stdout
     assert "minidl.optimizers  [built-in, minidl " in text
-    assert "    optimizer: adam(betas=[0.9, 0.999], eps=1e-08, weight_decay=0.0), sgd" in text
+    assert (
+        "    optimizer: adam(betas=[0.9, 0.999], eps=1e-08, weight_decay=0.0), adamw(betas=[0.9, "
+        "0.999], eps=1e-08, weight_decay=0.01), sgd(momentum=0.0, dampening=0.0, nesterov=False, "
+        "weight_decay=0.0)" in text
+    )
     assert "    hooks: register_layers" in text
 
 

@@ -36,14 +36,19 @@ FOLDERS = {
 BUILTINS = {
     f"minidl.{kind}": f"minidl.plugins.{kind}"
     for kind in (
+        "activations",
         "callbacks",
+        "containers",
         "datasets",
+        "dropout",
+        "embedding",
         "initializers",
         "layers",
         "losses",
+        "norm",
         "optimizers",
         "schedules",
-    )
+    )  # fmt: skip
 }
 
 

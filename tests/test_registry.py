@@ -122,9 +122,20 @@ def layers_plugin(**layers: Any) -> object:
 # ---------------------------------------------------------------------------- built-ins
 
 BUILTIN_NAMES = {
-    "layer": ["linear", "relu", "sigmoid", "standardize", "tanh"],
+    "layer": [
+        "dropout",
+        "embedding",
+        "gelu",
+        "layernorm",
+        "linear",
+        "relu",
+        "residual",
+        "sigmoid",
+        "standardize",
+        "tanh",
+    ],  # fmt: skip
     "loss": ["cross_entropy", "mse"],
-    "optimizer": ["adam", "sgd"],
+    "optimizer": ["adam", "adamw", "sgd"],
     "dataset": ["disc"],
     "initializer": ["default", "he", "he_normal", "xavier", "xavier_normal"],
     "schedule": ["constant", "cosine", "step"],
@@ -136,6 +147,11 @@ def test_builtins_load_through_entry_points_and_the_same_hooks() -> None:
     ours = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == "minidl"}  # fmt: skip
     assert ours == {
         "minidl.layers": "minidl.plugins.layers",
+        "minidl.activations": "minidl.plugins.activations",
+        "minidl.containers": "minidl.plugins.containers",
+        "minidl.dropout": "minidl.plugins.dropout",
+        "minidl.embedding": "minidl.plugins.embedding",
+        "minidl.norm": "minidl.plugins.norm",
         "minidl.losses": "minidl.plugins.losses",
         "minidl.optimizers": "minidl.plugins.optimizers",
         "minidl.datasets": "minidl.plugins.datasets",
@@ -165,9 +181,9 @@ def test_unknown_names_list_the_available_ones() -> None:
     )
     assert (info.value.kind, info.value.name) == ("layer", "conv3d")
     with pytest.raises(
-        UnknownNameError, match="unknown optimizer 'adamw'. Available names: adam, "
+        UnknownNameError, match="unknown optimizer 'rmsprop'. Available names: adam, "
     ):
-        registry.get("optimizer", "adamw")
+        registry.get("optimizer", "rmsprop")
     with pytest.raises(
         UnknownNameError, match="unknown kind 'layr'. Available names: callback, dataset, "
     ):

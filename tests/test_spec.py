@@ -112,20 +112,21 @@ def test_an_unknown_setting_names_the_factory_the_keyword_and_the_accepted_ones(
         "optimizer 'adam' has no setting 'epsilon'; its settings: betas, eps, weight_decay"
     )
     with pytest.raises(
-        SpecError, match="optimizer 'sgd' has no setting 'momentum'; its settings: \\(none\\)"
+        SpecError,
+        match="optimizer 'sgd' has no setting 'beta'; its settings: momentum, dampening, nesterov, weight_decay",
     ):
-        create("optimizer", "sgd(momentum=0.9)", params(), lr=0.1)
+        create("optimizer", "sgd(beta=0.9)", params(), lr=0.1)
     with pytest.raises(
-        SpecError, match="schedule 'cosine' has no setting 'gamma'; its settings: min_lr"
+        SpecError, match="schedule 'cosine' has no setting 'gamma'; its settings: min_lr, warmup"
     ):
         create("schedule", "cosine(gamma=0.1)", 1.0, 10)
 
 
 def test_create_names_unknown_names_and_failing_factories() -> None:
     with pytest.raises(SpecError) as info:
-        create("optimizer", "adamw", params(), lr=0.1)
+        create("optimizer", "rmsprop", params(), lr=0.1)
     names = ", ".join(minidl.registry.names("optimizer"))
-    assert str(info.value) == f"unknown optimizer 'adamw'. Available names: {names}"
+    assert str(info.value) == f"unknown optimizer 'rmsprop'. Available names: {names}"
     with pytest.raises(
         SpecError,
         match=r"cannot make optimizer adam\(betas=\[2, 0.9\]\): beta1 must be in \[0, 1\), got 2",
@@ -139,7 +140,12 @@ def test_create_names_unknown_names_and_failing_factories() -> None:
 
 def test_settings_leave_out_what_minidl_passes() -> None:
     assert settings(Adam, "optimizer") == {"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
-    assert settings(SGD, "optimizer") == {}
+    assert settings(SGD, "optimizer") == {
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "nesterov": False,
+        "weight_decay": 0.0,
+    }
     assert settings(step_schedule, "schedule") == {"step_size": 30, "gamma": 0.1}
     assert settings(default_init, "initializer") == {"gain": 1.0}
     assert settings(disc_dataset, "dataset") == {"n_train": 1000, "n_test": 1000}

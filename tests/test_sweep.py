@@ -349,7 +349,7 @@ def test_cli_config_file_sets_rows_and_base(invoke: Callable[..., Result], tmp_p
     ("args", "fragments"),
     [
         (["--activation", "relu,nope"], ["'--activation'", "unknown activation 'nope'", "relu, sigmoid"]),
-        (["--optimizer", "adamw"], ["'--optimizer'", "unknown optimizer 'adamw'", "adam, sgd"]),
+        (["--optimizer", "rmsprop"], ["'--optimizer'", "unknown optimizer 'rmsprop'", "adam, adamw, sgd"]),
         (["--optimizer", "adam(betas=(0.9, 0.99)"], ["'--optimizer'", "never closed"]),
         (["--lr", "0.1,x"], ["'--lr'", "'x' is not a number"]),
         (["--lr", "0"], ["'--lr'", "not a finite number > 0"]),

@@ -84,7 +84,6 @@ def test_the_plugin_is_installed_and_registers_its_classes() -> None:
         "conv2d": Conv2d,
         "maxpool2d": MaxPool2d,
         "flatten": Flatten,
-        "dropout": Dropout,
         "batchnorm1d": BatchNorm1d,
         "batchnorm2d": BatchNorm2d,
     }
@@ -92,6 +91,9 @@ def test_the_plugin_is_installed_and_registers_its_classes() -> None:
         assert minidl.registry.get("layer", name) is cls
         assert minidl.registry.name_of("layer", cls) == name
     assert minidl.registry.get("dataset", "digits") is digits
+    # dropout moved into minidl's built-ins: the name is theirs, and the class the same
+    assert minidl.registry.table("layer")["dropout"].plugin == "minidl.dropout"
+    assert minidl.registry.get("layer", "dropout") is Dropout
     train, _ = minidl.create("dataset", "digits", seed=0, n_train=50)
     assert len(train) == 50
 

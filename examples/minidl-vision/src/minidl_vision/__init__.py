@@ -1,8 +1,9 @@
 """minidl-vision: small convnets for minidl.
 
-Layers ``conv2d``, ``maxpool2d``, ``flatten``, ``dropout``, ``batchnorm1d`` and
-``batchnorm2d``, each equal to its torch.nn namesake, and the ``digits`` dataset. minidl
-imports this module through the entry point in pyproject.toml and calls the hooks below.
+Layers ``conv2d``, ``maxpool2d``, ``flatten``, ``batchnorm1d`` and ``batchnorm2d``, each
+equal to its torch.nn namesake, and the ``digits`` dataset. minidl imports this module
+through the entry point in pyproject.toml and calls the hooks below. ``dropout`` began
+here and is now a minidl built-in; ``minidl_vision.Dropout`` is that class, re-exported.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from minidl import hookimpl
+from minidl.plugins import Dropout
 
 from .conv import Conv2d, Flatten, MaxPool2d
 from .datasets import digits
-from .dropout import Dropout
 from .norm import BatchNorm1d, BatchNorm2d
 
 __version__ = "0.1.0"
@@ -27,7 +28,6 @@ def register_layers(register: Callable[[str, Any], None]) -> None:
     register("conv2d", Conv2d)
     register("maxpool2d", MaxPool2d)
     register("flatten", Flatten)
-    register("dropout", Dropout)
     register("batchnorm1d", BatchNorm1d)
     register("batchnorm2d", BatchNorm2d)
 

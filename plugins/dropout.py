@@ -3,10 +3,13 @@ CPU, so that the same ``torch.manual_seed`` drops the same units."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import Tensor
 
-from minidl import ModuleBase, Parameter
+from minidl import ModuleBase, Parameter, hookimpl
 
 
 class Dropout(ModuleBase):
@@ -44,3 +47,8 @@ class Dropout(ModuleBase):
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}"
+
+
+@hookimpl
+def register_layers(register: Callable[[str, Any], None]) -> None:
+    register("dropout", Dropout)

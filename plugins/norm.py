@@ -1,0 +1,96 @@
+"""Layer normalisation over the last dimension: ``torch.nn.LayerNorm(C)``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from minidl import ModuleBase, Parameter, hookimpl
+
+
+class LayerNorm(ModuleBase):
+    """``y = (x - mean) / sqrt(var + eps) * weight + bias``, the mean and the biased
+    variance taken over the last dimension of each position, ``in_features`` wide (so a
+    model spec infers it). No running statistics: training and eval mode compute the same.
+    """
+
+    #: forward() and backward() return tensors the layer keeps no reference to.
+    returns_fresh = True
+
+    def __init__(
+        self,
+        in_features: int,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(in_features, int) or isinstance(in_features, bool) or in_features < 1:
+            raise ValueError(
+                f"layernorm in_features must be a positive integer, got {in_features!r}"
+            )
+        if (
+            isinstance(eps, bool)
+            or not isinstance(eps, int | float)
+            or not (eps > 0 and math.isfinite(eps))
+        ):
+            raise ValueError(f"layernorm eps must be a positive number, got {eps!r}")
+        if not isinstance(elementwise_affine, bool):
+            raise ValueError(
+                f"layernorm elementwise_affine must be True or False, got {elementwise_affine!r}"
+            )
+        self.in_features = self.out_features = in_features
+        self.eps, self.elementwise_affine = float(eps), elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(torch.ones(in_features, dtype=dtype, device=device), "weight")
+            self.bias = Parameter(torch.zeros(in_features, dtype=dtype, device=device), "bias")
+        self._normalised: Tensor | None = None
+        self._invstd: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"layernorm takes inputs of shape (N, ..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        # Two passes (mean, then the centred squares) rather than torch.var_mean, which is
+        # three times slower on rows this short (measured).
+        centred = x - x.mean(-1, keepdim=True)
+        var = (centred * centred).mean(-1, keepdim=True)
+        invstd = self._invstd = var.add_(self.eps).rsqrt_()
+        normalised = self._normalised = centred.mul_(invstd)
+        if not self.elementwise_affine:
+            return normalised.clone()
+        return torch.addcmul(self.bias.data, normalised, self.weight.data)
+
+    # With xhat = (x - mean) * invstd and gh = g * weight, per position over the C features:
+    #   dL/dx = invstd * (gh - mean(gh) - xhat * mean(gh * xhat)),
+    # the two means being the gradient through the mean and through the variance (the
+    # derivative of invstd is -invstd^3 (x - mean) / C, and invstd * (x - mean) = xhat).
+    # dL/dweight = sum of g * xhat and dL/dbias = sum of g over every position.
+    def backward(self, grad_output: Tensor) -> Tensor:
+        xhat, invstd = self._normalised, self._invstd
+        if xhat is None or invstd is None:
+            raise RuntimeError("LayerNorm.backward called before forward")
+        g = grad_output
+        if self.elementwise_affine:
+            c = self.in_features
+            self.weight.grad.add_((g * xhat).reshape(-1, c).sum(0))
+            self.bias.grad.add_(g.reshape(-1, c).sum(0))
+            g = g * self.weight.data
+        through_mean = g.mean(-1, keepdim=True)
+        through_var = (g * xhat).mean(-1, keepdim=True)
+        return (g - through_mean).sub_(xhat * through_var).mul_(invstd)
+
+    def extra_repr(self) -> str:
+        affine = "" if self.elementwise_affine else ", elementwise_affine=False"
+        return f"({self.in_features},), eps={self.eps:g}{affine}"
+
+
+@hookimpl
+def register_layers(register: Callable[[str, Any], None]) -> None:
+    register("layernorm", LayerNorm)
