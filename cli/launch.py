@@ -55,6 +55,24 @@ class WorkerFailed(MinidlError):
 LAUNCHED = "MINIDL_LAUNCHED"
 
 
+#: What torchrun (torch.distributed.run) sets in each worker's environment, whatever the
+#: world size; a rank of :func:`launch` has none of the first three.
+TORCHRUN_VARIABLES = (
+    "TORCHELASTIC_RUN_ID",
+    "TORCHELASTIC_RESTART_COUNT",
+    "GROUP_RANK",
+    "WORLD_SIZE",
+    "LOCAL_WORLD_SIZE",
+    "RANK",
+)
+
+
+def torchrun_variables() -> list[str]:
+    """The torchrun variables in this process's environment: none unless torchrun (or a
+    launcher like it, this one included) started it."""
+    return [name for name in TORCHRUN_VARIABLES if name in os.environ]
+
+
 def report_failure(rank: int, error: str) -> None:
     """Tell :func:`launch` why this rank fails, timed (a rank's first report counts). Ranks
     need not call it: an exception leaving the launched function is reported for them."""

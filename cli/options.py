@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import os
+import shlex
 import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -11,6 +13,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from . import lock
+from .app import ARGS
 from .experiment import DTYPES, TrainConfig
 from .params import SEED, CommaList, Device, ModelSpec, Name, Positive, Widths
 from .rows import REPORT_ROUNDS
@@ -53,7 +57,8 @@ TRAINING: dict[str, tuple[tuple[str, ...], Any, str]] = {
     "activation": (
         ("--activation",),
         Name("activation", specs=False),
-        "Hidden-layer activation of the MLP: any registered layer that takes no arguments.",
+        "Hidden-layer activation of the MLP: any registered element-wise layer that takes no "
+        "arguments.",
     ),
     "loss": (("--loss",), Name("loss"), "A registered loss, optionally with settings."),
     "optimizer": (
@@ -272,7 +277,12 @@ config_option = click.option(
 
 
 def out_dir(path: str) -> Path:
+    """The ``--out`` directory, created if needed. Under a command (a click context), it
+    is also held for the rest of the command (:mod:`minidl.cli.lock`): a second command
+    into it fails at once, naming this one; a directory this command created and left
+    empty is removed when it ends."""
     directory = Path(path)
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -283,4 +293,23 @@ def out_dir(path: str) -> Path:
         raise click.BadParameter(
             f"cannot create {path!r}: {e.strerror}", param_hint="'--out'"
         ) from None
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        held = ctx.find_root().meta.setdefault(HELD, set())
+        key = os.path.realpath(directory)
+        if key not in held:
+            ctx.with_resource(lock.hold(directory, command_line(ctx), created))
+            held.add(key)
+            ctx.call_on_close(lambda: held.discard(key))
     return directory
+
+
+#: ctx.meta key: the directories this command holds (a second out_dir of one is a no-op)
+HELD = "minidl.held"
+
+
+def command_line(ctx: click.Context) -> str:
+    """This command's line as the user typed it (for the lock file, so a second command
+    can name the first)."""
+    args = ctx.find_root().meta.get(ARGS)
+    return shlex.join(["minidl-run", *args] if args is not None else sys.argv)

@@ -19,10 +19,17 @@ from .output import one_line
 
 
 def _names(kind: str) -> list[str]:
-    if kind == "activation":  # a layer that needs no arguments can be a hidden activation
+    if kind == "activation":
         table = minidl.registry.table("layer")
-        return sorted(n for n, e in table.items() if _takes_no_arguments(e.factory))
+        return sorted(n for n, e in table.items() if _is_activation(e.factory))
     return minidl.registry.names(kind)
+
+
+def _is_activation(factory: Any) -> bool:
+    """A hidden activation is an element-wise layer that needs no arguments. A layer
+    class declares that it is not element-wise with ``elementwise = False``; one that
+    declares nothing (any plugin written before the attribute) counts as element-wise."""
+    return _takes_no_arguments(factory) and getattr(factory, "elementwise", True) is not False
 
 
 def _takes_no_arguments(factory: Any) -> bool:
@@ -36,7 +43,8 @@ def _takes_no_arguments(factory: Any) -> bool:
 
 
 class Name(click.ParamType):
-    """A registered name of one kind (``"activation"``: a layer without arguments), or with
+    """A registered name of one kind (``"activation"``: an element-wise layer without
+    arguments), or with
     ``specs`` a spec: the name with settings, ``adam(eps=1e-6)``. The value stays text."""
 
     def __init__(self, kind: str, specs: bool = True) -> None:
@@ -53,8 +61,14 @@ class Name(click.ParamType):
         valid = _names(self.kind)
         if name not in valid:
             why = f"unknown {self.kind} {name!r}"
-            if self.kind == "activation" and name in minidl.registry.table("layer"):
+            layers = minidl.registry.table("layer")
+            if self.kind == "activation" and name in layers:
                 why = f"layer {name!r} needs arguments, so it cannot be an activation"
+                if _takes_no_arguments(layers[name].factory):
+                    why = (
+                        f"layer {name!r} declares itself not element-wise (elementwise = "
+                        "False), so it cannot be an activation"
+                    )
             self.fail(f"{why}. Available names: {', '.join(valid)}", param, ctx)
         kind = "layer" if self.kind == "activation" else self.kind
         try:  # a clash names both plugins and how to pick one

@@ -1,12 +1,22 @@
 """What a run leaves in its ``--out`` directory: numbers, history, model, plots.
 
-Each file is replaced whole (:func:`minidl.io.atomic_write`), and the files that belong
-together are written all or none: a signal waits the few milliseconds until they are.
+A command's results appear together or not at all (:func:`staged`): they are written
+into a staging folder inside the directory, then moved over the directory's own in one
+step that a signal waits for, the command's marker file (``metrics.json``,
+``sweep.json``, ``tune.json``) last. A directory that holds the marker holds one
+command's results, whole; one without it holds none that can be trusted (a run killed
+by SIGKILL while it moved them). The lock (:mod:`minidl.cli.lock`) keeps a second
+command from writing meanwhile.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +41,17 @@ FILES = {
     "decision_boundary.png": "decision regions and misclassified points (2-D inputs)",
 }
 
+#: What sweep and tune leave in --out (either may have left them there before the other):
+#: a table's files, and tune's per-row diagnostics plots.
+TABLE_FILES = (
+    "sweep.json",
+    "tune.json",
+    "table.csv",
+    "table.md",
+    "accuracy.png",
+    "diagnostics-*.png",
+)
+
 
 def is_disc(result: RunResult) -> bool:
     return result.config.data is None and result.config.dataset == "disc"
@@ -54,7 +75,13 @@ def plot_title(result: RunResult) -> str:
 
 
 def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) -> list[str]:
-    """Write the run's files into ``directory``; return their names."""
+    """Write the run's files into ``directory``, all or none, ``metrics.json`` last, and
+    then remove the run's checkpoint; return their names."""
+    with staged(directory, "metrics.json", FILES, remove=[CHECKPOINT]) as stage:
+        return _write_run(stage, result, wrong)
+
+
+def _write_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) -> list[str]:
     metrics = summary(result)
     metrics["minidl_version"] = minidl.__version__
     metrics["misclassified"] = len(wrong)
@@ -63,26 +90,24 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
     fields = ["index", *(f"x{i}" for i in range(result.test.x[0].numel()))]
     fields += [f"output{i}" for i in range(first[0].numel())] + ["predicted", "actual"]
     fields += ["distance", "inside"] if is_disc(result) else []
-    with signals.deferred():
-        write_json(directory / "metrics.json", metrics)
-        minidl.io.atomic_write(directory / "history.csv", csv_text(result.history))
-        minidl.io.atomic_write(
-            directory / "misclassified.csv", csv_text([_flat(r) for r in wrong], fields)
-        )
-        minidl.save_model(
-            result.model,
-            directory,
-            metadata={
-                "config": metrics["config"],
-                "input_shape": list(result.train.x.shape[1:]),
-                "input_dtype": str(result.train.x.dtype).removeprefix("torch."),
-                "outputs": outputs,
-                "train_accuracy": result.train_accuracy,
-                "test_accuracy": result.test_accuracy,
-                "minidl_version": minidl.__version__,
-            },
-        )
-        (directory / CHECKPOINT).unlink(missing_ok=True)  # the run is complete
+    write_json(directory / "metrics.json", metrics)
+    minidl.io.atomic_write(directory / "history.csv", csv_text(result.history))
+    minidl.io.atomic_write(
+        directory / "misclassified.csv", csv_text([_flat(r) for r in wrong], fields)
+    )
+    minidl.save_model(
+        result.model,
+        directory,
+        metadata={
+            "config": metrics["config"],
+            "input_shape": list(result.train.x.shape[1:]),
+            "input_dtype": str(result.train.x.dtype).removeprefix("torch."),
+            "outputs": outputs,
+            "train_accuracy": result.train_accuracy,
+            "test_accuracy": result.test_accuracy,
+            "minidl_version": minidl.__version__,
+        },
+    )
     files = ["metrics.json", "history.csv", "misclassified.csv", "model.json", "model.safetensors"]
     if not plots.available():
         return files
@@ -97,6 +122,49 @@ def save_run(directory: Path, result: RunResult, wrong: list[dict[str, Any]]) ->
         plots.decision_boundary(result.model, result.test, wrong, path, title, disc=is_disc(result))
         files.append("decision_boundary.png")
     return files
+
+
+#: The staging folder inside an --out directory (a killed command's is cleared by the next).
+STAGING = ".minidl.staging"
+
+
+@contextmanager
+def staged(
+    directory: Path, marker: str, known: Iterable[str] = (), remove: Iterable[str] = ()
+) -> Iterator[Path]:
+    """A staging folder for a command's result files. When the block ends normally, they
+    replace ``directory``'s in one step (a signal waits until it is done): the old
+    ``marker`` goes first, then the old files named in ``known`` (or matching one of its
+    glob patterns) that this command did not write, then the new files come in with the
+    marker last, and ``remove`` is removed. A block left by an exception or a signal
+    leaves ``directory`` as it was."""
+    stage = directory / STAGING
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        with signals.deferred():
+            new = sorted(p.name for p in stage.iterdir())
+            (directory / marker).unlink(missing_ok=True)  # uncommitted from here
+            for pattern in known:
+                for old in directory.glob(pattern):
+                    if old.name not in new and old.is_file():
+                        old.unlink()
+            for name in sorted(new, key=lambda n: n == marker):
+                _keep_mode(stage / name, directory / name)
+                os.replace(stage / name, directory / name)
+            for name in remove:
+                (directory / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _keep_mode(new: Path, old: Path) -> None:
+    """Replacing a file keeps its mode, as :func:`minidl.io.atomic_write` does."""
+    try:
+        os.chmod(new, stat.S_IMODE(old.stat().st_mode))
+    except FileNotFoundError:
+        pass
 
 
 def _flat(record: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,9 @@ class Module(Protocol):
       A layer without ``to`` has its parameters moved for it.
     - ``output_range = (low, high)``: the closed range of its outputs;
       :func:`minidl.fit` refuses targets outside it when the layer is the model's last.
+    - ``elementwise = False`` (a class attribute): the layer is not element-wise (it
+      reshapes, pools, mixes elements or is random), so ``--activation`` refuses it; a
+      layer that declares nothing counts as element-wise.
     """
 
     def forward(self, x: Tensor) -> Tensor: ...

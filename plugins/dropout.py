@@ -16,6 +16,11 @@ class Dropout(ModuleBase):
     """``torch.nn.Dropout(p)``: in training mode each element is zeroed with probability
     ``p`` and the others scaled by ``1 / (1 - p)``; in eval mode the identity."""
 
+    #: Its output keeps the input's shape, but is no fixed function of each element (a
+    #: random mask, and the identity in eval mode): a network with it as the hidden
+    #: "activation" is linear. Not a hidden activation (--activation).
+    elementwise = False
+
     def __init__(self, p: float = 0.5) -> None:
         if isinstance(p, bool) or not isinstance(p, int | float) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability has to be between 0 and 1, got {p!r}")

@@ -12,6 +12,7 @@ from .. import tables
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import progress, report
+from ..results import TABLE_FILES, staged
 from ..sweep import TABLE_I, grid_rows, model_rows, sweep
 
 #: The options that make the rows: comma lists, their combinations the grid.
@@ -68,7 +69,10 @@ def sweep_command(ctx: click.Context, **options: Any) -> None:
             plugins=plugin_specs(ctx),
             progress=lambda done, total: update(done),
         )
-    files, note = tables.sweep_save(directory, results, base, rounds) if directory else ([], "")
+    files, note = [], ""
+    if directory is not None:
+        with staged(directory, "sweep.json", TABLE_FILES) as stage:
+            files, note = tables.sweep_save(stage, results, base, rounds)
     document = tables.sweep_document(results, base, rounds)
     report(
         options["as_json"],

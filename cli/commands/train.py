@@ -24,7 +24,7 @@ from ..experiment import (
     setup,
     summary,
 )
-from ..launch import launch
+from ..launch import launch, torchrun_variables
 from ..options import config_from, given, out_dir, training_options
 from ..output import Progress, echo_json, percent, table
 from ..results import FILES, is_disc, save_run, wrong_examples
@@ -86,6 +86,13 @@ def train(ctx: click.Context, **options: Any) -> None:
     By default this is the seed report's experiment; every option changes one thing.
     """
     config = config_from(ctx, options)
+    if options["nproc"] > 1 and torchrun_variables():
+        raise click.BadParameter(
+            f"torchrun started this command ({', '.join(torchrun_variables())} in the "
+            "environment) and sets the ranks itself: leave --nproc out, and give torchrun "
+            f"--nproc-per-node {options['nproc']} instead",
+            param_hint="'--nproc'",
+        )
     if options["diagnostics"] is None and options["out"]:
         config = config.replace(diagnostics=True)
     if options["validation"] is not None:
@@ -97,6 +104,8 @@ def train(ctx: click.Context, **options: Any) -> None:
     job = (config, options["out"], options["as_json"], options["show_misclassified"], resume)
     _, _, world_size = distributed.world_from_env()
     if options["nproc"] > 1 and world_size == 1:
+        if options["out"]:
+            out_dir(options["out"])  # held by the launcher for its ranks (rank 0 writes)
         try:
             launch(train_rank, options["nproc"], (plugin_specs(ctx), display, *job))
         except Interrupted as e:

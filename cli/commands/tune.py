@@ -12,6 +12,7 @@ from .. import plots, tables
 from ..app import plugin_specs
 from ..options import config_from, out_dir, rounds_and_jobs, training_options
 from ..output import progress, report
+from ..results import TABLE_FILES, staged
 from ..tune import (
     BUDGETS,
     candidate_factory,
@@ -112,10 +113,11 @@ def tune_command(ctx: click.Context, **options: Any) -> None:
             progress=lambda done, total: advance(done),
         )
     files, note = [], ""
-    if directory:
+    if directory is not None:
         # Round 0 again with diagnostics, for each row's plot (only when it can be drawn).
         runs = [diagnostic_runs(r, base) for r in results] if plots.available() else []
-        files, note = tables.tune_save(directory, results, base, rounds, options["budget"], runs)
+        with staged(directory, "tune.json", TABLE_FILES) as stage:
+            files, note = tables.tune_save(stage, results, base, rounds, options["budget"], runs)
     document = tables.tune_document(results, base, rounds, options["budget"])
     report(
         options["as_json"],

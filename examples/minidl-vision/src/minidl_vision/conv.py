@@ -146,6 +146,8 @@ class Conv2d(ModuleBase):
     #: forward() and backward() return tensors the layer keeps no reference to, so
     #: Sequential may let a neighbour overwrite them in place.
     returns_fresh = True
+    #: Each output mixes a window of inputs: not a hidden activation (--activation).
+    elementwise = False
 
     def __init__(
         self,
@@ -247,6 +249,8 @@ class MaxPool2d(ModuleBase):
     one), as torch sends it."""
 
     returns_fresh = True
+    #: One output per window of inputs: not a hidden activation (--activation).
+    elementwise = False
 
     def __init__(self, kernel_size: int | Pair, stride: int | Pair | None = None) -> None:
         self.kernel_size = kernel_size
@@ -289,6 +293,9 @@ class MaxPool2d(ModuleBase):
 
 class Flatten(ModuleBase):
     """``torch.nn.Flatten()``: ``(N, C, H, W)`` (or any ``(N, ...)``) to ``(N, C*H*W)``."""
+
+    #: It reshapes, it computes nothing: not a hidden activation (--activation).
+    elementwise = False
 
     def __init__(self) -> None:
         self._input_shape: torch.Size | None = None

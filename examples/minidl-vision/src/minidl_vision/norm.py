@@ -33,6 +33,8 @@ class _BatchNorm(ModuleBase):
     #: forward() and backward() return tensors the layer keeps no reference to (it keeps
     #: the normalised rows), so Sequential may let a ReLU after it work in place.
     returns_fresh = True
+    #: Each output depends on the whole batch's statistics: not a hidden activation.
+    elementwise = False
     #: The input dimensions accepted, for the error message and the check.
     dims: tuple[int, ...] = ()
     shape_text = ""
