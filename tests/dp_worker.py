@@ -126,16 +126,20 @@ def fail(directory: str, how: str) -> None:
     dist.all_reduce(t)  # rank 1 never comes: this fails once its connection is gone
 
 
-def wait(directory: str, seconds: float = 60.0) -> None:
-    """Take part in collectives until stopped (or ``seconds`` pass); say so in a finally
-    block, which runs when the launcher stops the rank."""
+def wait(directory: str, seconds: float = 300.0) -> None:
+    """Take part in collectives until stopped (or ``seconds`` pass); leave
+    ``stopped<rank>`` when stopped (the launcher's SIGTERM, or its peer gone because of
+    it), not when the time ran out nor when killed outright."""
     rank = _started(directory)
+    ran_out = False
     try:
         t = torch.ones(3)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             dist.all_reduce(t)
             time.sleep(0.01)
+        ran_out = True
     finally:
-        Path(directory, f"stopped{rank}").touch()
+        if not ran_out:
+            Path(directory, f"stopped{rank}").touch()
     distributed.shutdown()

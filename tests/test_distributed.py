@@ -28,9 +28,16 @@ from minidl.cli.experiment import load_data, run
 from minidl.cli.signals import Interrupted, handle_signals
 
 TESTS = str(Path(__file__).parent)
+#: Failure bounds only: ranks importing torch on a busy 2-core machine take a while.
+START_GUARD_S = 300
+#: The collective timeout the ranks are given (init_from_env): a launcher that waited for
+#: it instead of stopping the job would take this long.
+COLLECTIVE_TIMEOUT_S = 120
 
 
-def ranks_started(directory: Path, nproc: int, timeout: float = 60.0) -> list[tuple[int, bool]]:
+def ranks_started(
+    directory: Path, nproc: int, timeout: float = START_GUARD_S
+) -> list[tuple[int, bool]]:
     """(pid, ignores SIGINT) of each rank, once all have joined the job."""
     end = time.monotonic() + timeout
     paths = [directory / f"pid{r}" for r in range(nproc)]
@@ -135,13 +142,13 @@ def test_the_rank_that_failed_first_is_named_in_one_line(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], how: str, message: str
 ) -> None:
     """Rank 0 fails too, after rank 1 (its all_reduce loses its peer), and is not named."""
-    start = time.monotonic()
     with pytest.raises(launch.WorkerFailed) as caught:
         launch.launch(dp_worker.fail, 2, (str(tmp_path), how))
     assert str(caught.value) == f"{message}; stopped the other ranks"
     assert isinstance(caught.value, minidl.MinidlError) and caught.value.exit_code == 1
     assert caught.value.rank == 1
-    assert time.monotonic() - start < 20
+    # Stopped at once, not left to the collective's timeout (from the ranks' start).
+    assert time.time() - (tmp_path / "pid1").stat().st_mtime < COLLECTIVE_TIMEOUT_S / 2
     assert_gone(tmp_path, 2)
     _, err = capfd.readouterr()
     assert "stderr of rank 1" in err  # a failed rank's output is shown
@@ -167,10 +174,10 @@ def test_a_signal_to_the_launcher_stops_every_rank(
     record_property(
         f"measured: launch, {name} to the launcher to all ranks stopped", f"{elapsed:.2f} s"
     )
-    assert elapsed < 3
     assert caught.value.signum == signum
-    assert_gone(tmp_path, 2, grace_s=0.5)
-    # The ranks were stopped by SIGTERM, as Interrupted: their finally blocks ran.
+    assert_gone(tmp_path, 2, grace_s=0.5)  # reaped by the launcher before it returned
+    # The ranks were stopped by the launcher's SIGTERM, as Interrupted (not by its SIGKILL
+    # after the grace, nor at the end of their own wait).
     assert sorted(p.name for p in tmp_path.glob("stopped*")) == ["stopped0", "stopped1"]
 
 
@@ -207,7 +214,7 @@ def test_ctrl_c_at_a_terminal_stops_every_rank(
         assert [ignores for _, ignores in ranks] == [True, True]
         start = time.monotonic()
         os.killpg(driver.pid, signal.SIGINT)
-        _, err = driver.communicate(timeout=30)
+        _, err = driver.communicate(timeout=START_GUARD_S)
         elapsed = time.monotonic() - start
     finally:
         if driver.poll() is None:
@@ -219,5 +226,5 @@ def test_ctrl_c_at_a_terminal_stops_every_rank(
     record_property(
         "measured: launch, SIGINT to the process group to the launcher's exit", f"{elapsed:.2f} s"
     )
-    assert elapsed < 5
-    assert_gone(tmp_path, 2, grace_s=0.5)
+    assert_gone(tmp_path, 2, grace_s=0.5)  # reaped by the launcher before it exited
+    assert sorted(p.name for p in tmp_path.glob("stopped*")) == ["stopped0", "stopped1"]
