@@ -25,7 +25,7 @@ from test_cli_errors import error_line, fresh_cli  # noqa: F401 (a fixture)
 
 import minidl
 from minidl.cli import plots as cli_plots
-from minidl.cli import results
+from minidl.cli import results, tables
 from minidl.cli.checkpoint import CHECKPOINT
 from minidl.cli.lock import LOCK, DirectoryInUse, hold
 from minidl.cli.results import FILES, STAGING
@@ -234,19 +234,30 @@ def test_results_replace_an_earlier_runs_in_one_step_metrics_last(
 
 
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, OSError])
-def test_a_save_stopped_midway_leaves_the_earlier_results_as_they_were(
+def test_a_save_stopped_midway_commits_nothing(
     tmp_path: Path, invoke, monkeypatch: pytest.MonkeyPatch, failure: type[BaseException]
 ) -> None:  # type: ignore[no-untyped-def]
-    out = tmp_path / "run"
-    monkeypatch.setattr(cli_plots, "available", lambda: False)
-    invoke("train", *FAST, "--out", str(out))
-    before = snapshot(out)
+    """A sweep's earlier results stay as they were; a train run, which cleared the earlier
+    run's results when it started, leaves no metrics.json (nothing to trust) and its
+    checkpoint, to resume."""
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise failure("stopped while writing the model")
+        raise failure("stopped while writing")
 
+    monkeypatch.setattr(cli_plots, "available", lambda: False)
+    sweep = tmp_path / "sweep"
+    sweep_args = ["sweep", "--activation", "relu", "--optimizer", "sgd", "--rounds", "1", *FAST]
+    invoke(*sweep_args, "--out", str(sweep))
+    before = snapshot(sweep)
+    with monkeypatch.context() as patch:
+        patch.setattr(tables, "atomic_write", broken)
+        invoke(*sweep_args, "--lr", "0.01", "--out", str(sweep), code=None)
+    assert snapshot(sweep) == before
+
+    run = tmp_path / "run"
+    invoke("train", *FAST, "--out", str(run))
     monkeypatch.setattr(results.minidl, "save_model", broken)
-    invoke("train", *FAST, "--lr", "0.01", "--out", str(out), code=None)
-    after = snapshot(out)
-    assert after.pop(CHECKPOINT)  # the stopped run can be resumed ...
-    assert after == before  # ... and metrics, history, model are all the earlier run's
+    invoke("train", *FAST, "--lr", "0.01", "--out", str(run), code=None)
+    names = {p.name for p in run.iterdir()}
+    assert "metrics.json" not in names and CHECKPOINT in names
+    assert STAGING not in names and LOCK not in names
