@@ -7,8 +7,8 @@
 # Each run writes into WORKDIR (default out/regenerate, which git ignores), copies the plots
 # into docs/img/, and prints every table the pages show. The tables in the pages are then
 # replaced by hand with exactly what it printed. Nothing here is random beyond the seeds,
-# so a rerun prints the same numbers. It takes about 15 minutes on an idle 2-core machine,
-# most of it in `tune`.
+# so a rerun prints the same numbers. Most of its time goes to `tune` (docs/tuning.md
+# gives the times measured).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work="${1:-out/regenerate}"
