@@ -74,5 +74,16 @@ for row in sigmoid-sgd sigmoid-adam tanh-adam; do
     cp "$work/tuned/diagnostics-$row.png" "$img/tuned-diagnostics-$row.png"
 done
 cat "$work/tuned/table.md"
+python - "$work/tuned/tune.json" <<'EOF'
+import json
+import sys
+
+rows = json.load(open(sys.argv[1]))["rows"]
+for r in rows:
+    v = r["validation"]
+    n = len(v["seeds"])
+    print(f"{r['label']}: validation {100 * v['mean']:.2f} ± {100 * v['std']:.2f} ({n} seeds)")
+print(f"worst tuned round: {100 * min(min(r['accuracies']) for r in rows):.1f}%")
+EOF
 
 step "done: plots copied into $img/; tables above"
