@@ -53,3 +53,31 @@ def test_minidl_run_trains_a_gpt_on_additions_and_generates(tmp_path: Path) -> N
     assert [
         re.fullmatch(r"\d+\+\d+=\d+", line) is not None for line in done.output.splitlines()
     ] == [True, True]
+
+
+def test_data_parallel_gpt_equals_one_process_in_float64(tmp_path: Path) -> None:
+    """The GPT without dropout, --nproc 2 against one process: the same history."""
+    import os
+    import subprocess
+    import sys
+
+    args = [
+        "train", "--dataset", "addition", "--n-train", "200", "--n-test", "50",
+        "--model", MODEL, "--loss", "cross_entropy", "--optimizer", "adamw", "--lr", "3e-3",
+        "--batch-size", "50", "--epochs", "2", "--dtype", "float64", "--no-diagnostics",
+        "--json", "--quiet",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    histories = []
+    for nproc in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-m", "minidl.cli", *args, "--nproc", nproc],
+            cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        histories.append(json.loads(done.stdout)["history"])
+    one, two = histories
+    assert [r["epoch"] for r in two] == [1, 2]
+    for a, b in zip(one, two, strict=True):
+        for key in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+            assert b[key] == pytest.approx(a[key], rel=1e-9, abs=1e-12), key
