@@ -73,6 +73,8 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer: Trainer, model: Module) -> None:
         record = trainer.record
+        if self.monitor not in record and "train_accuracy" not in record:
+            return  # an epoch left unevaluated (evaluate_every_epoch=False): nothing to judge
         if self.monitor not in record:
             keys = [k for k, v in record.items() if isinstance(v, float)]
             close = difflib.get_close_matches(self.monitor, keys, 1)

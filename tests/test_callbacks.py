@@ -410,3 +410,49 @@ def test_a_plugin_callback_stops_every_data_parallel_rank_and_logs_once(tmp_path
         assert (where / "epochs.log").read_text().split() == ["1", "2", "3"]
     assert results["2"]["stopped_epoch"] == results["1"]["stopped_epoch"] == 3
     assert results["2"]["test_loss"] == pytest.approx(results["1"]["test_loss"], rel=1e-9)
+
+
+def test_plugins_json_lists_the_callbacks_with_their_settings(invoke) -> None:  # type: ignore[no-untyped-def]
+    plugins = json.loads(invoke("plugins", "--json").stdout)["plugins"]
+    (ours,) = [p for p in plugins if p["name"] == "minidl.callbacks"]
+    assert ours["settings"]["callback"]["early_stopping"] == {
+        "monitor": "val_loss",
+        "patience": 10,
+        "min_delta": 0.0,
+        "mode": "min",
+        "restore_best": True,
+    }
+
+
+def test_tune_and_sweep_make_the_callbacks_in_their_workers(tmp_path: Path, invoke) -> None:  # type: ignore[no-untyped-def]
+    """A callback that leaves a mark per run: every run of a sweep (in 2 worker processes)
+    and of a search makes its own."""
+    plugin = tmp_path / "mark.py"
+    plugin.write_text(
+        "import os, minidl\n"
+        "class Mark(minidl.Callback):\n"
+        "    def __init__(self, where):\n"
+        "        self.where = where\n"
+        "    def on_train_start(self, trainer, model):\n"
+        "        open(os.path.join(self.where, f'{os.getpid()}-{id(self)}'), 'w').close()\n"
+        "@minidl.hookimpl\n"
+        "def register_callbacks(register):\n"
+        "    register('mark', Mark)\n"
+    )
+    for command, extra in (
+        ("sweep", ["--rounds", "2", "--jobs", "2", "--epochs", "2", "--n-train", "80"]),
+        ("tune", ["--budget", "quick", "--epochs", "2,4", "--lr", "0.3", "--n-train", "80"]),
+    ):
+        marks = tmp_path / command
+        marks.mkdir()
+        spec = f"mark(where={str(marks)!r})"
+        done = subprocess.run(
+            [sys.executable, "-m", "minidl.cli", "-p", str(plugin), command, "--callback", spec,
+             "--activation", "tanh", "--optimizer", "adam", "--json", *extra],
+            cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        runs = len(list(marks.iterdir()))
+        assert runs >= 2, (command, runs)
+        if command == "sweep":
+            assert runs == 2  # one per round, made in a worker process
