@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import minidl
-from benchmarks import bench, convnet
+from benchmarks import bench, convnet, gpt
 from benchmarks.contenders import (
     Net,
     Training,
@@ -255,3 +255,31 @@ def test_the_convnet_contenders_train_the_same_network(name: str, batch: int) ->
     torch.testing.assert_close(contenders["twin"].weights(), ours, rtol=1e-7, atol=1e-9)
     fitted = contenders["fit"].weights()
     assert bool(fitted.isfinite().all()) and not torch.equal(fitted, start)
+
+
+@pytest.mark.skipif(gpt.unavailable() is not None, reason="the minidl-text plugin is not installed")
+def test_the_gpt_twin_trains_the_same_network() -> None:
+    """In float64, from the same weights: minidl's GPT and its torch.nn twin (an
+    nn.MultiheadAttention GPT with AdamW) take the same losses for three steps and end with
+    the same weights."""
+    size = gpt.GPTSize("tiny", 2, 2, 8, 5, 7, 3, target=1.0, steps=1)
+    contenders = gpt.make_contenders(size, dtype=torch.float64, compiled=False)
+    assert set(contenders) == {"twin", "minidl"}
+    start = contenders["minidl"].weights()
+    assert torch.equal(contenders["twin"].weights(), start)
+    for _ in range(3):
+        losses = {name: (c.run(1), c.last_loss())[1] for name, c in contenders.items()}
+        assert losses["twin"] == pytest.approx(losses["minidl"], rel=1e-10)
+    ours = contenders["minidl"].weights()
+    assert not torch.equal(ours, start)
+    torch.testing.assert_close(contenders["twin"].weights(), ours, rtol=1e-8, atol=1e-10)
+
+
+def test_gpt_quick_run_prints_both_sizes() -> None:
+    if gpt.unavailable() is not None:
+        pytest.skip("the minidl-text plugin is not installed")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert gpt.main(["--quick", "--size", "nano"]) == 0
+    text = stdout.getvalue()
+    assert "gpt nano step" in text and "| twin " in text and "| minidl " in text
