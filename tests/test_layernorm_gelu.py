@@ -73,3 +73,17 @@ def test_gelu_passes_the_kit_and_does_not_overflow(approximate: str) -> None:
 def test_gelu_refuses_an_unknown_approximation() -> None:
     with pytest.raises(ValueError, match="approximate must be 'none' or 'tanh', got 'erf'"):
         GELU("erf")
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_kernels_equal_the_written_formulas(approximate: str) -> None:
+    """GELU runs ATen's fused kernels; the formulas in plugins/activations.py are the
+    reference they must match, far into both tails."""
+    from minidl.plugins.activations import gelu_backward_reference, gelu_reference
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.cat([torch.randn(200, generator=gen, dtype=F64) * 4, torch.linspace(-12, 12, 49)])
+    g = torch.randn(x.shape, generator=gen, dtype=F64)
+    layer = GELU(approximate)
+    close(layer.forward(x), gelu_reference(x, approximate), "output")
+    close(layer.backward(g), gelu_backward_reference(g, x, approximate), "input gradient")

@@ -116,8 +116,8 @@ class CausalSelfAttention(ModuleBase):
         scores = torch.baddbmm(
             self._causal_mask(t, x), q, k.transpose(1, 2), alpha=1 / math.sqrt(d)
         )
-        probs = scores.sub_(scores.amax(-1, keepdim=True)).exp_()
-        probs = probs.div_(probs.sum(-1, keepdim=True))
+        # One kernel for exp(S - max) / sum, where the written-out chain takes four passes.
+        probs = torch.softmax(scores, -1)
         keep = None
         attended = probs
         if self.training and self.dropout > 0:
@@ -146,8 +146,9 @@ class CausalSelfAttention(ModuleBase):
         g_probs = torch.bmm(g_out, v.transpose(1, 2))
         if keep is not None:
             g_probs.mul_(keep)
-        # dS = P * (dP - sum(dP * P, -1))
-        g_scores = g_probs.sub_((g_probs * probs).sum(-1, keepdim=True)).mul_(probs)
+        # dS = P * (dP - sum(dP * P, -1)) = P*dP - P * sum(P*dP): three passes, in place.
+        g_scores = g_probs.mul_(probs)
+        g_scores.addcmul_(probs, g_scores.sum(-1, keepdim=True), value=-1)
         scale = 1 / math.sqrt(d)
         torch.baddbmm(g_heads[0], g_scores, k, beta=0, alpha=scale, out=g_heads[0])  # dq
         torch.baddbmm(g_heads[1], g_scores.transpose(1, 2), q, beta=0, alpha=scale, out=g_heads[1])
