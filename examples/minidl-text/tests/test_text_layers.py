@@ -28,7 +28,10 @@ def compare(ours, theirs, x: torch.Tensor, seed: int | None = None) -> None:  # 
         close(p.grad, grads[name], f"{name} gradient")
 
 
-@pytest.mark.parametrize("width, heads, length", [(8, 2, 5), (12, 3, 1), (6, 1, 7), (16, 4, 4)])
+# Lengths below 8 and from 8 on: the two softmax paths.
+@pytest.mark.parametrize(
+    "width, heads, length", [(8, 2, 5), (12, 3, 1), (6, 1, 7), (16, 4, 4), (8, 2, 12)]
+)
 @pytest.mark.parametrize("training", [True, False])
 def test_attention_equals_torch_multihead_attention(
     width: int, heads: int, length: int, training: bool
