@@ -4,7 +4,7 @@ By default the seed's network: prints one JSON line, RSS after the first ``--ear
 epochs and after ``--epochs``, and the peak RSS of the process (Linux's VmHWM; ru_maxrss
 elsewhere).
 
-With ``--convnet NAME --contender twin|minidl``: one contender of benchmarks/convnet.py
+With ``--convnet NAME --contender twin|minidl`` (or ``--gpt nano|large``): one contender of benchmarks/convnet.py
 alone in this process. After the imports it notes the RSS and resets the peak (Linux's
 /proc/self/clear_refs), builds the network, the optimizer and the batch, takes ``--steps``
 training steps, and prints the peak above that start: the weights, gradients, optimizer
@@ -73,17 +73,45 @@ def convnet_step(name: str, contender: str, batch: int | None, steps: int) -> di
     }
 
 
+def gpt_step(name: str, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
+    """As :func:`convnet_step`, for a GPT of benchmarks/gpt.py's SIZES."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import gpt
+
+    size = gpt.SIZES[name]
+    batch = batch or size.batch
+    start = rss_mb()["rss"]
+    reset = reset_peak()
+    run = gpt.make_contenders(size, batch, compiled=False, only={contender})[contender].run
+    run(steps)
+    peak = rss_mb()["peak"]
+    return {
+        "gpt": name,
+        "contender": contender,
+        "batch": batch,
+        "steps": steps,
+        "rss_start_mb": start,
+        "peak_mb": peak,
+        "training_peak_mb": peak - start,
+        "peak_reset": reset,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--early", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--convnet", help="a network of benchmarks/convnet.py's NETS")
+    parser.add_argument("--gpt", help="a size of benchmarks/gpt.py's SIZES (nano, large)")
     parser.add_argument("--contender", choices=("twin", "minidl"), default="minidl")
     parser.add_argument("--batch", type=int, help="default: the network's")
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.gpt:
+        print(json.dumps(gpt_step(args.gpt, args.contender, args.batch, args.steps)))
+        return
     if args.convnet:
         print(json.dumps(convnet_step(args.convnet, args.contender, args.batch, args.steps)))
         return
