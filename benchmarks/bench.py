@@ -36,7 +36,7 @@ from minidl.cli.experiment import TrainConfig, setup  # noqa: E402
 from minidl.cli.sweep import TABLE_I, Row, round_config  # noqa: E402
 from minidl.plugins.datasets import disc  # noqa: E402
 
-from . import convnet  # noqa: E402
+from . import convnet, gpt  # noqa: E402
 from .contenders import (  # noqa: E402
     Contender,
     Net,
@@ -71,6 +71,9 @@ CONVNETS = (convnet.DIGITS, convnet.MNIST, convnet.CIFAR)
 #: --quick's batch for the networks at real sizes (a step of theirs takes 0.1 s).
 QUICK_CONVNET_BATCH = 8
 
+#: --quick's batch for the large GPT (a step of it at batch 16 takes 0.7 s).
+QUICK_GPT_BATCH = 2
+
 #: make(args, steps_per_epoch) -> the case's contenders by name (some of CONTENDERS)
 Make = Callable[[argparse.Namespace, int], dict[str, Contender]]
 
@@ -98,6 +101,13 @@ def convnet_make(net: convnet.ConvNet, batch: int) -> Make:
             batch, torch.float32, args.device, fit_steps_per_epoch=steps_per_epoch, net=net
         )
         return {name: contenders[name] for name in CONTENDERS if name in contenders}
+
+    return make
+
+
+def gpt_make(size: gpt.GPTSize, batch: int) -> Make:
+    def make(args: argparse.Namespace, steps_per_epoch: int) -> dict[str, Contender]:
+        return gpt.make_contenders(size, batch, compiled=False)
 
     return make
 
@@ -152,6 +162,23 @@ def step_cases(parts: set[str], quick: bool = False) -> list[dict[str, Any]]:
                     "make": convnet_make(net, batch),
                     "targets": {"twin/minidl": (">=", convnet.TARGET)},
                     "unavailable": convnet.unavailable(net),
+                    "big": big,
+                }
+            )
+    if "gpt" in parts:
+        for size in gpt.SIZES.values():
+            big = size is gpt.LARGE
+            batch = QUICK_GPT_BATCH if quick and big else size.batch
+            cases.append(
+                {
+                    "label": size.label(batch),
+                    "net": "gpt",
+                    "gpt": size.name,
+                    "batch": batch,
+                    "optimizer": "adamw",
+                    "make": gpt_make(size, batch),
+                    "targets": {"twin/minidl": (">=", size.target)},
+                    "unavailable": gpt.unavailable(),
                     "big": big,
                 }
             )
@@ -402,6 +429,13 @@ def table(results: dict[str, Any]) -> list[str]:
                 f"{net.name}: benchmarks/convnet.py's network ({net.spec}) on {shape} images, "
                 "cross-entropy, Adam lr 1e-3; no floor is written for it.",
             ]
+    if any(r["net"] == "gpt" for r in results["steps"]):
+        lines += [
+            "",
+            "gpt: benchmarks/gpt.py's GPTs (minGPT's gpt-nano on 2-digit additions; 4 layers "
+            "256 wide on 128 tokens) against a torch.nn twin with nn.MultiheadAttention, "
+            "cross-entropy, AdamW lr 3e-4; no floor is written for them.",
+        ]
     for skipped in results.get("skipped", []):
         lines += ["", f"{skipped['case']}: {skipped['reason']}"]
     sweep = results.get("sweep")
@@ -512,14 +546,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep-rounds", type=int, help="Table I rounds (default 10)")
     parser.add_argument("--sweep-epochs", type=int, help="epochs per Table I training (100)")
     parser.add_argument(
-        "--only", default="steps,convnet,sweep,memory", help="comma-separated parts to run"
+        "--only", default="steps,convnet,gpt,sweep,memory", help="comma-separated parts to run"
     )
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"--device {args.device}: CUDA is not available here; nothing to measure (skipped)")
         return 0
     parts = set(args.only.split(","))
-    unknown = parts - {"steps", "convnet", "sweep", "memory"}
+    unknown = parts - {"steps", "convnet", "gpt", "sweep", "memory"}
     if unknown:
         parser.error(f"--only: unknown parts {', '.join(sorted(unknown))}")
     out = RESULTS if args.save else args.out

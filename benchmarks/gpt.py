@@ -40,8 +40,12 @@ if __package__ in (None, ""):  # run as `python benchmarks/gpt.py`
 
 import minidl  # noqa: E402
 
-from .contenders import Contender, step_contender, twin_contender  # noqa: E402
-from .contenders import interleave  # noqa: E402
+from .contenders import (  # noqa: E402
+    Contender,
+    interleave,  # noqa: E402
+    step_contender,
+    twin_contender,
+)
 
 LR = 3e-4
 WEIGHT_DECAY = 0.01

@@ -83,7 +83,15 @@ def test_quick_run_reports_every_case_and_column(
         for batch in (1, 10, 100, 1000, 10000)
     ]
     expected += [f"{bench.QUICK_WIDE_NET.label} b=1000 {opt}" for opt in ("sgd", "adam")]
-    assert [r["case"] for r in results["steps"] if r["net"] != "convnet"] == expected
+    assert [r["case"] for r in results["steps"] if r["net"] not in ("convnet", "gpt")] == expected
+    if gpt.unavailable() is None:
+        # gpt-nano, then the large GPT at --quick's small batch.
+        gpt_rows = [gpt.NANO.label(), gpt.LARGE.label(bench.QUICK_GPT_BATCH)]
+        assert [r["case"] for r in results["steps"] if r["net"] == "gpt"] == gpt_rows
+        assert cases[gpt_rows[0]]["targets"] == {"twin/minidl": [">=", 1.5]}
+        assert cases[gpt_rows[1]]["targets"] == {"twin/minidl": [">=", 1.0]}
+        for label in gpt_rows:
+            assert set(cases[label]["step_us"]) == {"twin", "minidl"}
     for label in expected:
         r = cases[label]
         assert set(r["step_us"]) == MLP_CONTENDERS, label
@@ -97,7 +105,7 @@ def test_quick_run_reports_every_case_and_column(
             assert set(r["step_us"]) == {"twin", "minidl", "fit"}
             assert set(r["ratios"]) == {"twin/minidl", "twin/fit"}
             assert r["targets"] == {"twin/minidl": [">=", 1.0]}
-        assert results["skipped"] == []
+        assert [s["case"] for s in results["skipped"] if "gpt" not in s["case"]] == []
         memory = results["convnet_memory"]
         assert list(memory) == [convnet.CIFAR.label(bench.QUICK_CONVNET_BATCH)]
         for m in memory.values():
@@ -105,7 +113,7 @@ def test_quick_run_reports_every_case_and_column(
             assert m["ratio"] == pytest.approx(m["minidl_mb"] / m["twin_mb"])
             assert m["pass"] == (m["ratio"] <= 1.0)
     else:
-        assert [s["case"] for s in results["skipped"]] == CONVNET_ROWS
+        assert [s["case"] for s in results["skipped"] if "gpt" not in s["case"]] == CONVNET_ROWS
         assert results["convnet_memory"] == {}
     for r in results["steps"]:
         assert all(finite_positive(v) for v in r["step_us"].values()), r
