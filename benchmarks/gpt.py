@@ -42,7 +42,7 @@ import minidl  # noqa: E402
 
 from .contenders import (  # noqa: E402
     Contender,
-    interleave,  # noqa: E402
+    interleave,
     step_contender,
     twin_contender,
 )

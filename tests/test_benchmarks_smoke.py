@@ -291,3 +291,14 @@ def test_gpt_quick_run_prints_both_sizes() -> None:
         assert gpt.main(["--quick", "--size", "nano"]) == 0
     text = stdout.getvalue()
     assert "gpt nano step" in text and "| twin " in text and "| minidl " in text
+
+
+def test_sizes_quick_prints_a_row_per_size_with_its_bound() -> None:
+    from benchmarks import sizes
+
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert sizes.main(["--quick", "--family", "mlp", "--rounds", "1"]) == 0
+    rows = [line for line in stdout.getvalue().splitlines() if line.startswith("| mlp ")]
+    assert len(rows) == 2 * len(sizes.sizes("mlp", quick=True))  # as measured, then the table
+    assert all("x |" in row and "overhead" in row for row in rows)
