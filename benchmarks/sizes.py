@@ -65,12 +65,12 @@ class Size:
 
 def regime(macs: float) -> str:
     """What bounds a step, from its arithmetic: under ~1 M multiply-adds a forward pass,
-    the per-call cost (Python, dispatch, small kernels); beyond ~50 M, the matrix products
+    the per-call cost (Python, dispatch, small kernels); beyond ~100 M, the matrix products
     (and the convolutions' im2col); in between, both, with the element-wise passes over
     memory (activations, normalisations, the optimizer) a visible share."""
     if macs < 1e6:
         return "Python/dispatch overhead"
-    if macs < 5e7:
+    if macs < 1e8:
         return "mixed: overhead + memory-bound element-wise"
     return "matrix products"
 
