@@ -205,7 +205,7 @@ class WithScratch(FlatOptimizer):
         super().__init__(parameters, lr)
         self.momentum = momentum
         self.velocity = torch.zeros_like(self.data)
-        self._update = torch.empty_like(self.data)
+        self._update = torch.zeros_like(self.data)  # (empty_like may hold NaN: never equal)
         self._calls = 0
 
     def step(self) -> None:
