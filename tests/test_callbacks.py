@@ -379,9 +379,11 @@ def test_a_resumed_run_with_early_stopping_ends_where_the_uninterrupted_one_does
     assert (tmp_path / "split" / "model.safetensors").read_bytes() == same
 
 
-def test_a_plugin_callback_stops_every_data_parallel_rank_and_logs_once(tmp_path: Path) -> None:
-    plugin = tmp_path / "stop_at.py"
-    plugin.write_text(
+def test_a_plugin_callback_stops_every_data_parallel_rank_and_logs_once(
+    tmp_path: Path, invoke, plugin, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    source = tmp_path / "stop_at.py"
+    source.write_text(
         "import minidl\n"
         "class StopAt(minidl.Callback):\n"
         "    def on_epoch_end(self, trainer, model):\n"
@@ -395,21 +397,24 @@ def test_a_plugin_callback_stops_every_data_parallel_rank_and_logs_once(tmp_path
         "    register('stop_at', StopAt)\n"
     )
     common = ["--epochs", "10", "--n-train", "200", "--n-test", "100", "--dtype", "float64"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    results = {}
+    args = ["train", "--callback", "stop_at", "--json", "--quiet", *common]
     for nproc in ("1", "2"):
-        where = tmp_path / f"n{nproc}"
-        where.mkdir()
-        done = subprocess.run(
-            [sys.executable, "-m", "minidl.cli", "-p", str(plugin), "train", "--nproc", nproc,
-             "--callback", "stop_at", "--json", *common],
-            cwd=where, capture_output=True, text=True, env=env, timeout=300,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        results[nproc] = json.loads(done.stdout)
-        assert (where / "epochs.log").read_text().split() == ["1", "2", "3"]
-    assert results["2"]["stopped_epoch"] == results["1"]["stopped_epoch"] == 3
-    assert results["2"]["test_loss"] == pytest.approx(results["1"]["test_loss"], rel=1e-9)
+        (tmp_path / f"n{nproc}").mkdir()
+    # One process, here (the `plugin` fixture forgets the -p plugin afterwards) ...
+    monkeypatch.chdir(tmp_path / "n1")
+    single = json.loads(invoke("-p", str(source), *args).stdout)
+    # ... and two ranks, each loading the plugin itself.
+    done = subprocess.run(
+        [sys.executable, "-m", "minidl.cli", "-p", str(source), *args, "--nproc", "2"],
+        cwd=tmp_path / "n2", capture_output=True, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    parallel = json.loads(done.stdout)
+    for nproc in ("1", "2"):
+        assert (tmp_path / f"n{nproc}" / "epochs.log").read_text().split() == ["1", "2", "3"]
+    assert parallel["stopped_epoch"] == single["stopped_epoch"] == 3
+    assert parallel["test_loss"] == pytest.approx(single["test_loss"], rel=1e-9)
 
 
 def test_plugins_json_lists_the_callbacks_with_their_settings(invoke) -> None:  # type: ignore[no-untyped-def]
