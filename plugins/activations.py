@@ -18,6 +18,7 @@ _CUBIC = 0.044715
 # ATen's element-wise kernels, bound once (each torch.ops lookup costs a few microseconds).
 _gelu = torch.ops.aten.gelu.default
 _gelu_backward = torch.ops.aten.gelu_backward.default
+_gelu_backward_ = torch.ops.aten.gelu_backward.grad_input
 
 
 def gelu_reference(x: Tensor, approximate: str = "none") -> Tensor:
@@ -74,6 +75,14 @@ class GELU(ModuleBase):
         if x is None:
             raise RuntimeError("GELU.backward called before forward")
         return _gelu_backward(grad_output, x, approximate=self.approximate)
+
+    # In place, on a gradient that the next layer has just made (see Sequential): the
+    # kernel reads each element before writing it.
+    def backward_(self, grad_output: Tensor) -> Tensor:
+        x = self._input
+        if x is None:
+            raise RuntimeError("GELU.backward called before forward")
+        return _gelu_backward_(grad_output, x, approximate=self.approximate, grad_input=grad_output)
 
     def extra_repr(self) -> str:
         return "" if self.approximate == "none" else f"approximate={self.approximate!r}"

@@ -41,7 +41,10 @@ class Residual(Sequential):
 
     # y = x + f(x): dL/dx = g + J_f^T g, the identity path plus the chain's backward.
     def backward(self, grad_output: Tensor) -> Tensor:
-        return super().backward(grad_output) + grad_output
+        through = super().backward(grad_output)
+        if getattr(self.layers[0], "returns_fresh", False) is True:
+            return through.add_(grad_output)  # a tensor nobody else holds: no new one
+        return through + grad_output
 
     def backward_parameters(self, grad_output: Tensor) -> None:
         """The chain's parameter gradients; the identity path has none to add."""

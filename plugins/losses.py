@@ -103,9 +103,9 @@ class CrossEntropy:
             )
         # One row per position: (N, T, C) -> (N*T, C), as torch's reshape(-1, C).
         logits = prediction.reshape(-1, classes)
-        # log_softmax with the row maximum taken out first, so no exp() overflows.
-        shifted = logits - logits.amax(1, keepdim=True)
-        log_softmax = shifted - shifted.exp().sum(1, keepdim=True).log()
+        # log_softmax(z) = z - max(z) - log(sum(exp(z - max(z)))): ATen's kernel takes the
+        # row maximum out first, as one pass, so no exp() overflows.
+        log_softmax = torch.log_softmax(logits, 1)
         self._softmax, self._shape = log_softmax.exp(), prediction.shape
         if not indices:
             self._target, self._weight = target.reshape(-1, classes), None
@@ -124,7 +124,7 @@ class CrossEntropy:
             ) from None
         # The mean over the rows kept: torch's, NaN when none is.
         self._target, self._weight = safe, kept.to(picked.dtype).div_(kept.sum())
-        return -(picked * self._weight).sum()
+        return torch.dot(picked, self._weight).neg_()
 
     def backward(self) -> Tensor:
         p, target, shape = self._softmax, self._target, self._shape

@@ -71,24 +71,29 @@ class LayerNorm(ModuleBase):
     # the two means being the gradient through the mean and through the variance (the
     # derivative of invstd is -invstd^3 (x - mean) / C, and invstd * (x - mean) = xhat).
     # dL/dweight = sum of g * xhat and dL/dbias = sum of g over every position.
+    # The means are matrix-vector products, mean(gh) = g @ weight / C and mean(gh * xhat) =
+    # (g * xhat) @ weight / C, so neither g * weight nor its product with xhat is made twice.
     def backward(self, grad_output: Tensor) -> Tensor:
         if self._saved is None:
             raise RuntimeError("LayerNorm.backward called before forward")
         x, mean, invstd = self._saved
         c = self.in_features
-        # xhat = x * invstd - mean * invstd: one pass over x.
-        xhat = torch.addcmul(mean.mul(invstd).neg_(), x, invstd)
+        xhat = torch.sub(x, mean).mul_(invstd)
         g = grad_output
         g_xhat = g * xhat
-        if self.elementwise_affine:
-            w = self.weight.data
-            self.weight.grad.add_(g_xhat.reshape(-1, c).sum(0))
-            self.bias.grad.add_(g.reshape(-1, c).sum(0))
-            g = g * w
-            g_xhat.mul_(w)  # gh * xhat
-        through_mean = g.mean(-1, keepdim=True)
-        through_var = g_xhat.mean(-1, keepdim=True)
-        return (g - through_mean).addcmul_(xhat, through_var, value=-1).mul_(invstd)
+        if not self.elementwise_affine:
+            through_mean = g.mean(-1, keepdim=True)
+            through_var = g_xhat.mean(-1, keepdim=True)
+            return (g - through_mean).addcmul_(xhat, through_var, value=-1).mul_(invstd)
+        w = self.weight.data
+        rows = tuple(range(g.dim() - 1))
+        self.weight.grad.add_(g_xhat.sum(rows))
+        self.bias.grad.add_(g.sum(rows))
+        # C * mean(gh) + xhat * C * mean(gh * xhat), each a (..., 1) column.
+        both = torch.addcmul(
+            torch.matmul(g, w).unsqueeze_(-1), xhat, torch.matmul(g_xhat, w).unsqueeze_(-1)
+        )
+        return torch.mul(g, w).sub_(both, alpha=1 / c).mul_(invstd)
 
     def extra_repr(self) -> str:
         affine = "" if self.elementwise_affine else ", elementwise_affine=False"

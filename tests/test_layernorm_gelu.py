@@ -62,6 +62,10 @@ def test_gelu_equals_torch(approximate: str, shape: tuple, training: bool) -> No
     expected, grad_x, _ = module_reference(twin, g, x)
     close(layer.forward(x), expected, "output")
     close(layer.backward(g), grad_x, "input gradient")
+    # The in-place backward, which Sequential calls on a gradient nobody else holds.
+    overwritten = g.clone()
+    assert layer.backward_(overwritten) is overwritten
+    assert torch.equal(overwritten, layer.backward(g))
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])

@@ -43,10 +43,32 @@ def test_residual_equals_torch(shape: tuple, training: bool) -> None:
     g = torch.randn(shape, generator=gen, dtype=F64)
     expected, grad_x, grads = module_reference(theirs, g, x)
     close(ours.forward(x), expected, "output")
+    given = g.clone()
     close(ours.backward(g), grad_x, "input gradient")
+    assert torch.equal(g, given)  # the identity path's sum is made in the chain's tensor
     assert [n for n, _ in ours.named_parameters()] == list(grads)
     for name, p in ours.named_parameters():
         close(p.grad, grads[name], f"{name} gradient")
+
+
+class PassGradient(minidl.ModuleBase):
+    """A layer whose backward hands back the very tensor it was given (no returns_fresh)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 1
+
+    def backward(self, grad_output: torch.Tensor) -> torch.Tensor:
+        return grad_output
+
+
+def test_residual_leaves_a_gradient_it_did_not_make_alone() -> None:
+    ours = Residual(PassGradient())
+    x = torch.randn(3, 4, dtype=F64)
+    g = torch.randn(3, 4, dtype=F64)
+    given = g.clone()
+    ours.forward(x)
+    assert torch.equal(ours.backward(g), 2 * given)
+    assert torch.equal(g, given)
 
 
 def test_residual_keys_and_items_are_a_sequentials() -> None:

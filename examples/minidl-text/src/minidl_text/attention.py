@@ -5,7 +5,7 @@ Forward, for x of shape (N, T, C), H heads of width d = C / H, s = 1 / sqrt(d):
     [q | k | v] = x @ in_proj_weight.T + in_proj_bias           (N, T, 3C)
     each split into heads, as (N*H, T, d)
     S = s * q @ k.T + mask        mask = -inf above the diagonal (N*H, T, T)
-    P = softmax(S) over the last dimension
+    P = softmax(S) over the last dimension (the keys)
     A = dropout(P)                (training mode only; as torch's, a mask M over P)
     o = A @ v, heads joined back  (N, T, C), laid out (T, N, C) in memory as torch's
     y = o @ out_proj.weight.T + out_proj.bias
@@ -20,8 +20,12 @@ Backward, from g = dL/dy:
     dq = s * dS @ k, dk = s * dS.T @ q
     d[q | k | v] gives in_proj's gradients and dx = d[q | k | v] @ in_proj_weight.
 
-Every product is a batched matmul over the N*H heads; forward keeps q, k, v (one tensor),
-the probabilities and the dropout mask, which is all backward reads.
+Every product is a batched matmul over the N*H heads. The code holds S, P, A and their
+gradients transposed, (N*H, keys, queries): the softmax is then a reduction over dimension
+1, which ATen's kernel vectorises across the queries, where over the last dimension rows
+shorter than a vector register (the addition task's T = 6) fall to a scalar loop. Every
+transpose is a view that the matmuls take as it is. Forward keeps q, k, v (one tensor), the
+probabilities and the dropout mask, which is all backward reads.
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class CausalSelfAttention(ModuleBase):
         self._mask: Tensor | None = None
         self._saved: tuple[Tensor, Tensor, Tensor, Tensor | None, tuple[int, int]] | None = None
 
-    def _causal_mask(self, t: int, like: Tensor) -> Tensor:
+    def _causal_mask_t(self, t: int, like: Tensor) -> Tensor:
+        """The causal mask transposed, (keys, queries): -inf below the diagonal."""
         mask = self._mask
         if (
             mask is None
@@ -96,7 +101,7 @@ class CausalSelfAttention(ModuleBase):
             or mask.dtype != like.dtype
             or mask.device != like.device
         ):
-            mask = torch.full((t, t), -math.inf, dtype=like.dtype, device=like.device).triu_(1)
+            mask = torch.full((t, t), -math.inf, dtype=like.dtype, device=like.device).tril_(-1)
             self._mask = mask
         return mask
 
@@ -112,26 +117,22 @@ class CausalSelfAttention(ModuleBase):
         qkv = torch.addmm(self.in_proj_bias.data, rows, self.in_proj_weight.data.t())
         # (N, T, 3, H, d) -> (3, N, H, T, d): one copy, then q, k, v are contiguous slices.
         heads = qkv.view(n, t, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3, n * h, t, d)
-        q, k, v = heads[0], heads[1], heads[2]
-        scores = torch.baddbmm(
-            self._causal_mask(t, x), q, k.transpose(1, 2), alpha=1 / math.sqrt(d)
+        q, k, v = heads.unbind(0)
+        # S.T = s * k @ q.T + mask.T, and P.T = its softmax over the keys (dimension 1).
+        scores_t = torch.baddbmm(
+            self._causal_mask_t(t, x), k, q.transpose(1, 2), alpha=1 / math.sqrt(d)
         )
-        if t >= 8:
-            # One kernel for exp(S - max) / sum where the chain below takes four passes.
-            probs = torch.softmax(scores, -1)
-        else:
-            # Rows shorter than a vector register fall to ATen's scalar loop, three times
-            # slower than this chain (measured at T = 6, the addition task's).
-            probs = scores.sub_(scores.amax(-1, keepdim=True)).exp_()
-            probs = probs.div_(probs.sum(-1, keepdim=True))
+        probs_t = torch.softmax(scores_t, 1)
         keep = None
-        attended = probs
+        attended_t = probs_t
         if self.training and self.dropout > 0:
-            # torch.nn.functional.dropout's draw on a tensor like P: Bernoulli(1 - p) / (1 - p)
-            keep = torch.empty_like(probs).bernoulli_(1 - self.dropout).div_(1 - self.dropout)
-            attended = probs * keep
-        out = torch.bmm(attended, v)  # (N*H, T, d)
-        self._saved = (rows, heads, probs, keep, (n, t))
+            # torch.nn.functional.dropout's draw on a tensor like P (queries, keys): in P's
+            # memory order, so the same elements drop as in torch's; Bernoulli(1 - p) / (1 - p).
+            keep = torch.empty((n * h, t, t), dtype=x.dtype, device=x.device)
+            keep = keep.bernoulli_(1 - self.dropout).div_(1 - self.dropout).transpose(1, 2)
+            attended_t = probs_t * keep
+        out = torch.bmm(attended_t.transpose(1, 2), v)  # A @ v: (N*H, T, d)
+        self._saved = (rows, heads, probs_t, keep, (n, t))
         # The heads joined position-major, (T, N, C) in memory, and returned as its (N, T, C)
         # transpose: torch's layout, so that a dropout after this layer, which draws its mask
         # in memory order, drops the same elements as after torch's attention.
@@ -141,23 +142,25 @@ class CausalSelfAttention(ModuleBase):
     def _backward(self, grad_output: Tensor, input_gradient: bool) -> Tensor | None:
         if self._saved is None:
             raise RuntimeError("CausalSelfAttention.backward called before forward")
-        rows, heads, probs, keep, (n, t) = self._saved
+        rows, heads, probs_t, keep, (n, t) = self._saved
         h, d, c = self.num_heads, self.head_dim, self.in_features
-        q, k, v = heads[0], heads[1], heads[2]
+        q, k, v = heads.unbind(0)
         g_joined = self.out_proj.backward(grad_output.transpose(0, 1).reshape(t * n, c))
         g_out = g_joined.view(t, n, h, d).permute(1, 2, 0, 3).reshape(n * h, t, d)
-        attended = probs if keep is None else probs * keep
+        attended_t = probs_t if keep is None else probs_t * keep
         g_heads = torch.empty_like(heads)
-        torch.bmm(attended.transpose(1, 2), g_out, out=g_heads[2])  # dv
-        g_probs = torch.bmm(g_out, v.transpose(1, 2))
+        torch.bmm(attended_t, g_out, out=g_heads[2])  # dv = A.T @ go
+        g_probs_t = torch.bmm(v, g_out.transpose(1, 2))  # dA.T = v @ go.T
         if keep is not None:
-            g_probs.mul_(keep)
-        # dS = P * (dP - sum(dP * P, -1)) = P*dP - P * sum(P*dP): three passes, in place.
-        g_scores = g_probs.mul_(probs)
-        g_scores.addcmul_(probs, g_scores.sum(-1, keepdim=True), value=-1)
+            g_probs_t.mul_(keep)
+        # dS = P*dP - P * sum(P*dP) over the keys, transposed: three passes, in place.
+        g_scores_t = g_probs_t.mul_(probs_t)
+        g_scores_t.addcmul_(probs_t, g_scores_t.sum(1, keepdim=True), value=-1)
         scale = 1 / math.sqrt(d)
-        torch.baddbmm(g_heads[0], g_scores, k, beta=0, alpha=scale, out=g_heads[0])  # dq
-        torch.baddbmm(g_heads[1], g_scores.transpose(1, 2), q, beta=0, alpha=scale, out=g_heads[1])
+        torch.baddbmm(
+            g_heads[0], g_scores_t.transpose(1, 2), k, beta=0, alpha=scale, out=g_heads[0]
+        )
+        torch.baddbmm(g_heads[1], g_scores_t, q, beta=0, alpha=scale, out=g_heads[1])
         g_qkv = g_heads.view(3, n, h, t, d).permute(1, 3, 0, 2, 4).reshape(n * t, 3 * c)
         self.in_proj_weight.grad.addmm_(g_qkv.t(), rows)
         self.in_proj_bias.grad.add_(g_qkv.sum(0))

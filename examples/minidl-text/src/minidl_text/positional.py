@@ -13,7 +13,7 @@ class PositionalEmbedding(ModuleBase):
     learned ``(max_len, C)`` table, drawn from N(0, 1) as ``torch.nn.Embedding`` draws it.
     In a model spec the width ``C`` is inferred: ``positional_embedding(16)``."""
 
-    returns_fresh = True
+    # No returns_fresh: backward hands grad_output itself back, which its maker may hold.
 
     def __init__(
         self,
