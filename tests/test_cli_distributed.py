@@ -327,11 +327,14 @@ def test_a_signal_to_the_launcher_alone_stops_every_rank(
     tmp_path: Path, sig: signal.Signals, record_property: Callable[[str, object], None]
 ) -> None:
     """SIGTERM to the command alone (as `kill PID` sends it): it stops its ranks and exits
-    143 in one line, with no resume hint (no --out, no checkpoint). SIGKILL, which it
-    cannot answer: the ranks die with it (the kernel kills them, PR_SET_PDEATHSIG)."""
+    143 in one line, with no resume hint (no checkpoint yet). Before that, the launcher
+    holds its --out for the job (rank 0 writes under its lock), so a second command into
+    the directory fails at once naming the launcher. SIGKILL, which it cannot answer: the
+    ranks die with it (the kernel kills them, PR_SET_PDEATHSIG)."""
+    out = ["--out", "run"] if sig == signal.SIGTERM else []
     process = start(
         tmp_path,
-        [*ARGS, "--nproc", "2"],
+        [*ARGS, "--nproc", "2", *out],
         PROBE_DIR=str(tmp_path),
         PROBE_AFTER="1",
         PROBE_SLEEP="600",  # a rank left running would outlive the checks below
@@ -349,6 +352,10 @@ def test_a_signal_to_the_launcher_alone_stops_every_rank(
                     os.kill(pid, signal.SIGKILL)
             process.communicate()
         return
+    second = minidl_run(tmp_path, [*ARGS, "--out", "run"])
+    line = one_line(second, 2)
+    assert line.startswith(f"Error: 'run' is in use by another run (pid {process.pid}: "), line
+    assert "minidl-run -p probe.py train " in line and " --nproc 2 --out run)" in line, line
     done, seconds = stop(process, lambda: process.send_signal(sig))
     record_property("measured: train --nproc 2, SIGTERM to the launcher to exit", f"{seconds:.2f} s")  # fmt: skip
     assert one_line(done, 143) == "Error: interrupted by SIGTERM"
@@ -437,25 +444,6 @@ def test_two_torchrun_nodes_on_loopback_equal_one_process(
         assert done.returncode == 0, done.stderr[-3000:]
     assert outputs[1].stdout == ""
     assert_same_history(json.loads(outputs[0].stdout)["history"], single[0])
-
-
-def test_the_launcher_holds_out_for_its_ranks(tmp_path: Path) -> None:
-    """`--nproc 2 --out DIR`: the launcher holds DIR for the job (rank 0 writes under its
-    lock), so a second command into DIR fails at once naming the launcher."""
-    process = start(
-        tmp_path,
-        [*ARGS, "--nproc", "2", "--out", "run"],
-        PROBE_DIR=str(tmp_path),
-        PROBE_AFTER="1",
-        PROBE_SLEEP="600",
-    )
-    wait_for(process, lambda: all((tmp_path / f"sleeping{r}").exists() for r in (0, 1)))
-    second = minidl_run(tmp_path, [*ARGS, "--out", "run"])
-    line = one_line(second, 2)
-    assert line.startswith(f"Error: 'run' is in use by another run (pid {process.pid}: "), line
-    assert "minidl-run -p probe.py train " in line and " --nproc 2 --out run)" in line, line
-    done, _ = stop(process, lambda: process.send_signal(signal.SIGTERM))
-    assert one_line(done, 143).startswith("Error: interrupted by SIGTERM")
 
 
 def test_nproc_under_a_single_torchrun_worker_is_refused_not_a_hang(tmp_path: Path) -> None:
