@@ -58,7 +58,7 @@ class LayerNorm(ModuleBase):
             )
         # One ATen kernel for the mean, the variance and the affine map (torch's forward),
         # where the written-out chain takes eight passes. Backward keeps the input and the
-        # per-position mean and 1 / std, and rebuilds xhat from them in one pass.
+        # per-position mean and 1 / std, and rebuilds xhat from them.
         c = self.in_features
         weight = self.weight.data if self.elementwise_affine else None
         bias = self.bias.data if self.elementwise_affine else None
