@@ -28,7 +28,7 @@ def compare(ours, theirs, x: torch.Tensor, seed: int | None = None) -> None:  # 
         close(p.grad, grads[name], f"{name} gradient")
 
 
-# Lengths below 8 and from 8 on: the two softmax paths.
+# Lengths below 8 and from 8 on: rows shorter and longer than a vector register of floats.
 @pytest.mark.parametrize(
     "width, heads, length", [(8, 2, 5), (12, 3, 1), (6, 1, 7), (16, 4, 4), (8, 2, 12)]
 )
