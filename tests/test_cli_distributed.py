@@ -19,14 +19,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from click.testing import CliRunner
+from foreground import not_ignoring_sigint
 from safetensors.torch import load_file
 from test_cli_errors import PROGRESS, progress_epochs
 
@@ -165,18 +165,6 @@ def environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in RANK_ENV}
     env.update(OMP_NUM_THREADS="1", **extra)  # tiny matrices, several ranks on 2 cores
     return env
-
-
-@contextmanager
-def not_ignoring_sigint() -> Iterator[None]:
-    """Start children with SIGINT at its default, as a terminal's foreground job has it,
-    even when these tests were started ignoring it (a shell's ``&``): the command keeps a
-    signal it was started ignoring ignored."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def start(tmp_path: Path, args: list[str], **env: str) -> subprocess.Popen[str]:

@@ -14,13 +14,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import dp_worker
 import pytest
 import torch
+from foreground import not_ignoring_sigint
 
 import minidl
 from minidl.cli import launch
@@ -59,18 +59,6 @@ def assert_gone(directory: Path, nproc: int, grace_s: float = 2.0) -> None:
     while any(running(pid) for pid in pids) and time.monotonic() < end:
         time.sleep(0.02)
     assert [pid for pid in pids if running(pid)] == []
-
-
-@contextmanager
-def not_ignoring_sigint() -> Iterator[None]:
-    """SIGINT as a terminal's foreground job has it, even when these tests were started
-    ignoring it (a non-interactive shell's ``&`` does that, and the launcher, as the
-    command line, keeps an ignored signal ignored)."""
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(scope="module")

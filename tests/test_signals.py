@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from foreground import not_ignoring_sigint
 from test_cli_errors import PROGRESS, fresh_cli  # noqa: F401 (a fixture)
 
 from minidl.cli import plots as cli_plots
@@ -92,15 +93,16 @@ def interrupt(
         MKL_NUM_THREADS="1",
     )
     env.pop("MINIDL_TRACEBACK", None)
-    process = subprocess.Popen(
-        [str(SCRIPT), "-p", str(plugin), *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, away from pytest's terminal
-    )
+    with not_ignoring_sigint():  # a command started ignoring SIGINT keeps ignoring it
+        process = subprocess.Popen(
+            [str(SCRIPT), "-p", str(plugin), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, away from pytest's terminal
+        )
     deadline = time.monotonic() + START_GUARD_S
     while not held.exists():  # inside the loop, past its first epoch
         assert process.poll() is None, process.communicate()

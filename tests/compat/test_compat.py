@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from foreground import not_ignoring_sigint
 from safetensors.torch import load_file
 from test_cli_distributed import assert_same_history, environment, finish
 from test_cli_errors import error_line, fresh_cli  # noqa: F401 (a fixture, used below)
@@ -134,7 +135,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(
 
     monkeypatch.setenv(STOP, "3")
     monkeypatch.setattr(sys, "argv", ["minidl-run", *args, "--out", str(tmp_path / "run")])
-    with pytest.raises(SystemExit) as stopped:
+    # minidl-run's handler, which a process started ignoring SIGINT would not install.
+    with not_ignoring_sigint(), pytest.raises(SystemExit) as stopped:
         main()
     err = capsys.readouterr().err
     assert stopped.value.code == 130, err
