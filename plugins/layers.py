@@ -77,22 +77,23 @@ class Linear(ModuleBase):
         self._ones_for: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        if len(shape) != 2:  # (N, ..., in_features): the same on the rows, one per position
-            if len(shape) < 2:
-                raise ValueError(
-                    f"Linear takes inputs of shape (N, ..., {self.in_features}), got {tuple(shape)}"
-                )
-            x = x.reshape(-1, shape[-1])
+        if x.dim() != 2:  # (N, ..., in_features): the same on the rows, one per position
+            return self._forward_rows(x)
         self._input = x
         w = self.weight.data
         if w is not self._weight:
             self._weight, self._weight_t = w, w.t()
         if self.bias is None:
-            out = x.mm(self._weight_t)
-        else:
-            out = torch.addmm(self.bias.data, x, self._weight_t)
-        return out if len(shape) == 2 else out.view(*shape[:-1], self.out_features)
+            return x.mm(self._weight_t)
+        return torch.addmm(self.bias.data, x, self._weight_t)
+
+    def _forward_rows(self, x: Tensor) -> Tensor:
+        if x.dim() < 2:
+            raise ValueError(
+                f"Linear takes inputs of shape (N, ..., {self.in_features}), got {tuple(x.shape)}"
+            )
+        rows = self.forward(x.reshape(-1, x.shape[-1]))
+        return rows.view(*x.shape[:-1], self.out_features)
 
     def backward_parameters(self, grad_output: Tensor) -> None:
         """backward() without the gradient with respect to the input, which nobody needs
@@ -114,12 +115,11 @@ class Linear(ModuleBase):
         bias_grad.addmv_(g_t, ones)
 
     def backward(self, grad_output: Tensor) -> Tensor:
-        shape = grad_output.shape
-        if len(shape) != 2:
-            grad_output = grad_output.reshape(-1, self.out_features)
+        if grad_output.dim() != 2:
+            rows = self.backward(grad_output.reshape(-1, self.out_features))
+            return rows.view(*grad_output.shape[:-1], self.in_features)
         self.backward_parameters(grad_output)
-        grad = grad_output.mm(self.weight.data)
-        return grad if len(shape) == 2 else grad.view(*shape[:-1], self.in_features)
+        return grad_output.mm(self.weight.data)
 
     def parameters(self) -> list[Parameter]:
         return [self.weight] if self.bias is None else [self.weight, self.bias]
