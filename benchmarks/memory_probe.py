@@ -4,14 +4,14 @@ By default the seed's network: prints one JSON line, RSS after the first ``--ear
 epochs and after ``--epochs``, and the peak RSS of the process (Linux's VmHWM; ru_maxrss
 elsewhere).
 
-With ``--convnet NAME --contender twin|minidl`` (or ``--gpt nano|large``): one contender of benchmarks/convnet.py
-alone in this process. After the imports it notes the RSS and resets the peak (Linux's
-/proc/self/clear_refs), builds the network, the optimizer and the batch, takes ``--steps``
-training steps, and prints the peak above that start: the weights, gradients, optimizer
-state and batch, and at the top of a step what its forward keeps for backward and what
-its backward makes. Compare contenders under one ``PYTHONHASHSEED`` (the benchmark sets
-0): the hash seed moves some allocations, and with them the heap's gaps and the peak, by
-up to 50 MB.
+With ``--convnet NAME --contender twin|minidl`` (or ``--gpt nano|large``, or ``--mlp
+WIDTH``): one contender alone in this process. After the imports it notes the RSS and
+resets the peak (Linux's /proc/self/clear_refs), builds the network, the optimizer and the
+batch, takes ``--steps`` training steps, and prints the peak above that start: the
+weights, gradients, optimizer state and batch, and at the top of a step what its forward
+keeps for backward and what its backward makes. Compare contenders under one
+``PYTHONHASHSEED`` (the benchmark sets 0): the hash seed moves some allocations, and with
+them the heap's gaps and the peak, by up to 50 MB.
 """
 
 from __future__ import annotations
@@ -99,6 +99,34 @@ def gpt_step(name: str, contender: str, batch: int | None, steps: int) -> dict[s
     }
 
 
+def mlp_step(width: int, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
+    """As :func:`convnet_step`, for the MLP 2-W-W-W-1 (ReLU, sigmoid output, MSE, Adam at
+    1e-3) at batch 1,000 by default. Both contenders are built in either case (the twin
+    starts from minidl's weights), as the GPT's probe builds both: like for like."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks.contenders import Net, Training, make_minidl, make_twin
+
+    batch = batch or 1000
+    training = Training(Net((2, width, width, width, 1)), "adam", 1e-3)
+    x = torch.rand(batch, 2, generator=torch.Generator().manual_seed(1))
+    y = ((x - 0.5).pow(2).sum(1, keepdim=True) < 0.16).float()
+    start = rss_mb()["rss"]
+    reset = reset_peak()
+    contenders = {"minidl": make_minidl(training, x, y), "twin": make_twin(training, x, y)}
+    contenders[contender].run(steps)
+    peak = rss_mb()["peak"]
+    return {
+        "mlp": width,
+        "contender": contender,
+        "batch": batch,
+        "steps": steps,
+        "rss_start_mb": start,
+        "peak_mb": peak,
+        "training_peak_mb": peak - start,
+        "peak_reset": reset,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=1000)
@@ -106,6 +134,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--convnet", help="a network of benchmarks/convnet.py's NETS")
     parser.add_argument("--gpt", help="a size of benchmarks/gpt.py's SIZES (nano, large)")
+    parser.add_argument("--mlp", type=int, metavar="WIDTH", help="the MLP 2-W-W-W-1")
     parser.add_argument("--contender", choices=("twin", "minidl"), default="minidl")
     parser.add_argument("--batch", type=int, help="default: the network's")
     parser.add_argument("--steps", type=int, default=3)
@@ -113,6 +142,9 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.gpt:
         print(json.dumps(gpt_step(args.gpt, args.contender, args.batch, args.steps)))
+        return
+    if args.mlp:
+        print(json.dumps(mlp_step(args.mlp, args.contender, args.batch, args.steps)))
         return
     if args.convnet:
         print(json.dumps(convnet_step(args.convnet, args.contender, args.batch, args.steps)))

@@ -302,3 +302,15 @@ def test_sizes_quick_prints_a_row_per_size_with_its_bound() -> None:
     rows = [line for line in stdout.getvalue().splitlines() if line.startswith("| mlp ")]
     assert len(rows) == 2 * len(sizes.sizes("mlp", quick=True))  # as measured, then the table
     assert all("x |" in row and "overhead" in row for row in rows)
+
+
+def test_the_mlp_memory_probe_trains_either_contender_and_reports_its_peak() -> None:
+    """``memory_probe.py --mlp WIDTH``'s measurement, in this process on a tiny MLP (the
+    numbers themselves mean something only in a fresh process)."""
+    from benchmarks import memory_probe
+
+    for contender in ("minidl", "twin"):
+        result = memory_probe.mlp_step(16, contender, 8, 2)
+        assert (result["mlp"], result["contender"], result["batch"]) == (16, contender, 8)
+        assert result["peak_mb"] >= result["rss_start_mb"] > 0
+        assert result["training_peak_mb"] == result["peak_mb"] - result["rss_start_mb"]
