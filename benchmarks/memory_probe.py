@@ -20,6 +20,7 @@ import argparse
 import json
 import resource
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,22 +51,15 @@ def reset_peak() -> bool:
         return False
 
 
-def convnet_step(name: str, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import convnet
-
-    net = convnet.NETS[name]
-    batch = batch or net.batch
-    convnet.add_twins()  # registers the plugin's layers: imports done, like for like
+def peak_of_training(build: Callable[[], Any], steps: int, **labels: Any) -> dict[str, Any]:
+    """Note the RSS, reset the peak, ``build()`` a contender's ``run`` and take ``steps``
+    steps with it: the peak above that start, with ``labels``."""
     start = rss_mb()["rss"]
     reset = reset_peak()
-    run = convnet.make_contenders(batch, net=net, only=[contender])[contender].run
-    run(steps)
+    build()(steps)
     peak = rss_mb()["peak"]
     return {
-        "net": name,
-        "contender": contender,
-        "batch": batch,
+        **labels,
         "steps": steps,
         "rss_start_mb": start,
         "peak_mb": peak,
@@ -75,6 +69,22 @@ def convnet_step(name: str, contender: str, batch: int | None, steps: int) -> di
     }
 
 
+def convnet_step(name: str, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import convnet
+
+    net = convnet.NETS[name]
+    batch = batch or net.batch
+    convnet.add_twins()  # registers the plugin's layers: imports done, like for like
+    return peak_of_training(
+        lambda: convnet.make_contenders(batch, net=net, only=[contender])[contender].run,
+        steps,
+        net=name,
+        contender=contender,
+        batch=batch,
+    )
+
+
 def gpt_step(name: str, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
     """As :func:`convnet_step`, for a GPT of benchmarks/gpt.py's SIZES."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -82,21 +92,13 @@ def gpt_step(name: str, contender: str, batch: int | None, steps: int) -> dict[s
 
     size = gpt.SIZES[name]
     batch = batch or size.batch
-    start = rss_mb()["rss"]
-    reset = reset_peak()
-    run = gpt.make_contenders(size, batch, compiled=False, only={contender})[contender].run
-    run(steps)
-    peak = rss_mb()["peak"]
-    return {
-        "gpt": name,
-        "contender": contender,
-        "batch": batch,
-        "steps": steps,
-        "rss_start_mb": start,
-        "peak_mb": peak,
-        "training_peak_mb": peak - start,
-        "peak_reset": reset,
-    }
+    return peak_of_training(
+        lambda: gpt.make_contenders(size, batch, compiled=False, only={contender})[contender].run,
+        steps,
+        gpt=name,
+        contender=contender,
+        batch=batch,
+    )
 
 
 def mlp_step(width: int, contender: str, batch: int | None, steps: int) -> dict[str, Any]:
@@ -110,21 +112,12 @@ def mlp_step(width: int, contender: str, batch: int | None, steps: int) -> dict[
     training = Training(Net((2, width, width, width, 1)), "adam", 1e-3)
     x = torch.rand(batch, 2, generator=torch.Generator().manual_seed(1))
     y = ((x - 0.5).pow(2).sum(1, keepdim=True) < 0.16).float()
-    start = rss_mb()["rss"]
-    reset = reset_peak()
-    contenders = {"minidl": make_minidl(training, x, y), "twin": make_twin(training, x, y)}
-    contenders[contender].run(steps)
-    peak = rss_mb()["peak"]
-    return {
-        "mlp": width,
-        "contender": contender,
-        "batch": batch,
-        "steps": steps,
-        "rss_start_mb": start,
-        "peak_mb": peak,
-        "training_peak_mb": peak - start,
-        "peak_reset": reset,
-    }
+
+    def build() -> Any:
+        built = {"minidl": make_minidl(training, x, y), "twin": make_twin(training, x, y)}
+        return built[contender].run
+
+    return peak_of_training(build, steps, mlp=width, contender=contender, batch=batch)
 
 
 def main() -> None:
