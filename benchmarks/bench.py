@@ -322,27 +322,28 @@ def time_sweep(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def probe_environment() -> dict[str, str]:
-    """The probes' environment, with one string-hash seed for all of them. The hash seed
-    orders some dictionaries and sets, hence some allocations, and glibc's heap keeps the
-    gaps they leave: one contender's peak moved by 50 MB from one seed to another (the
-    large GPT's: 306 MB or 348-356 MB for minidl, 343-363 MB for the twin; minidl lower at
-    every seed). With one seed the contenders are compared under the same conditions."""
-    return {**os.environ, "PYTHONHASHSEED": "0"}
+def run_probe(*options: str) -> dict[str, Any]:
+    """``memory_probe.py OPTIONS`` in a fresh process: the JSON line it prints last.
+
+    Every probe runs under one string-hash seed. The hash seed orders some dictionaries and
+    sets, hence some allocations, and glibc's heap keeps the gaps they leave: one
+    contender's peak moved by 50 MB from one seed to another (the large GPT's: 306 MB or
+    348-356 MB for minidl, 343-363 MB for the twin; minidl lower at every seed). With one
+    seed the contenders are compared under the same conditions."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("memory_probe.py")), *options],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def measure_memory(args: argparse.Namespace) -> dict[str, Any]:
     early, late = (10, 20) if args.quick else (100, 1000)
-    probe = Path(__file__).with_name("memory_probe.py")
-    command = [sys.executable, str(probe), f"--early={early}", f"--epochs={late}"]
-    out = subprocess.run(
-        [*command, f"--device={args.device}"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=probe_environment(),
-    )
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_probe(f"--early={early}", f"--epochs={late}", f"--device={args.device}")
     result["target"] = ["<", 5.0]
     result["pass"] = result["growth_mb"] < 5.0
     return result
@@ -352,7 +353,6 @@ def measure_convnet_memory(args: argparse.Namespace) -> dict[str, Any]:
     """Each convnet at real size trained by each contender alone in a subprocess
     (memory_probe.py --convnet): the peak RSS above the start, minidl's at most the
     twin's. --quick: the CIFAR one at a small batch."""
-    probe = Path(__file__).with_name("memory_probe.py")
     names = ["cifar"] if args.quick else ["mnist", "cifar"]
     result: dict[str, Any] = {}
     for name in names:
@@ -360,24 +360,18 @@ def measure_convnet_memory(args: argparse.Namespace) -> dict[str, Any]:
         if convnet.unavailable(net):
             continue
         batch = QUICK_CONVNET_BATCH if args.quick else net.batch
-        peaks = {}
-        for contender in ("twin", "minidl"):
-            command = [sys.executable, str(probe), f"--convnet={name}", f"--batch={batch}"]
-            out = subprocess.run(
-                [*command, f"--contender={contender}"],
-                capture_output=True,
-                text=True,
-                check=True,
-                env=probe_environment(),
-            )
-            peaks[contender] = json.loads(out.stdout.strip().splitlines()[-1])["training_peak_mb"]
+        peaks = {
+            contender: run_probe(
+                f"--convnet={name}", f"--batch={batch}", f"--contender={contender}"
+            )["training_peak_mb"]
+            for contender in ("twin", "minidl")
+        }
         ratio = peaks["minidl"] / peaks["twin"]
-        target = ["<=", 1.0]
         result[net.label(batch)] = {
             "twin_mb": peaks["twin"],
             "minidl_mb": peaks["minidl"],
             "ratio": ratio,
-            "target": target,
+            "target": ["<=", 1.0],
             "pass": meets(ratio, ("<=", 1.0)),
         }
     return result
