@@ -133,11 +133,21 @@ class CausalSelfAttention(ModuleBase):
             attended_t = probs_t * keep
         out = torch.bmm(attended_t.transpose(1, 2), v)  # A @ v: (N*H, T, d)
         self._saved = (rows, heads, probs_t, keep, (n, t))
+        if not self._torch_layout:
+            joined = out.view(n, h, t, d).transpose(1, 2).reshape(n * t, c)
+            return self.out_proj.forward(joined).view(n, t, c)
         # The heads joined position-major, (T, N, C) in memory, and returned as its (N, T, C)
         # transpose: torch's layout, so that a dropout after this layer, which draws its mask
         # in memory order, drops the same elements as after torch's attention.
         joined = out.view(n, h, t, d).permute(2, 0, 1, 3).reshape(t * n, c)
         return self.out_proj.forward(joined).view(t, n, c).transpose(0, 1)
+
+    @property
+    def _torch_layout(self) -> bool:
+        # Only a dropout after this layer can tell the layouts apart, and a block adds one
+        # exactly when its attention drops too; without, the (N, T, C) layout saves a copy
+        # in backward and makes the residual's sum contiguous.
+        return self.dropout > 0
 
     def _backward(self, grad_output: Tensor, input_gradient: bool) -> Tensor | None:
         if self._saved is None:
@@ -145,8 +155,12 @@ class CausalSelfAttention(ModuleBase):
         rows, heads, probs_t, keep, (n, t) = self._saved
         h, d, c = self.num_heads, self.head_dim, self.in_features
         q, k, v = heads.unbind(0)
-        g_joined = self.out_proj.backward(grad_output.transpose(0, 1).reshape(t * n, c))
-        g_out = g_joined.view(t, n, h, d).permute(1, 2, 0, 3).reshape(n * h, t, d)
+        if self._torch_layout:
+            g_joined = self.out_proj.backward(grad_output.transpose(0, 1).reshape(t * n, c))
+            g_out = g_joined.view(t, n, h, d).permute(1, 2, 0, 3).reshape(n * h, t, d)
+        else:
+            g_joined = self.out_proj.backward(grad_output.reshape(n * t, c))
+            g_out = g_joined.view(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)
         attended_t = probs_t if keep is None else probs_t * keep
         g_heads = torch.empty_like(heads)
         torch.bmm(attended_t, g_out, out=g_heads[2])  # dv = A.T @ go
