@@ -90,7 +90,10 @@ class CausalSelfAttention(ModuleBase):
         bound = math.sqrt(6 / (c + 3 * c))
         self.in_proj_weight.data.uniform_(-bound, bound)
         self._mask: Tensor | None = None
-        self._saved: tuple[Tensor, Tensor, Tensor, Tensor | None, tuple[int, int]] | None = None
+        self._saved: (
+            tuple[Tensor, tuple[Tensor, ...], Tensor, Tensor | None, tuple[int, int]] | None
+        ) = None
+        self._ones: Tensor | None = None  # the bias gradient's sum over rows as one addmv_
 
     def _causal_mask_t(self, t: int, like: Tensor) -> Tensor:
         """The causal mask transposed, (keys, queries): -inf below the diagonal."""
@@ -132,7 +135,7 @@ class CausalSelfAttention(ModuleBase):
             keep = keep.bernoulli_(1 - self.dropout).div_(1 - self.dropout).transpose(1, 2)
             attended_t = probs_t * keep
         out = torch.bmm(attended_t.transpose(1, 2), v)  # A @ v: (N*H, T, d)
-        self._saved = (rows, heads, probs_t, keep, (n, t))
+        self._saved = (rows, (q, k, v), probs_t, keep, (n, t))
         if not self._torch_layout:
             joined = out.view(n, h, t, d).transpose(1, 2).reshape(n * t, c)
             return self.out_proj.forward(joined).view(n, t, c)
@@ -152,9 +155,8 @@ class CausalSelfAttention(ModuleBase):
     def _backward(self, grad_output: Tensor, input_gradient: bool) -> Tensor | None:
         if self._saved is None:
             raise RuntimeError("CausalSelfAttention.backward called before forward")
-        rows, heads, probs_t, keep, (n, t) = self._saved
+        rows, (q, k, v), probs_t, keep, (n, t) = self._saved
         h, d, c = self.num_heads, self.head_dim, self.in_features
-        q, k, v = heads.unbind(0)
         if self._torch_layout:
             g_joined = self.out_proj.backward(grad_output.transpose(0, 1).reshape(t * n, c))
             g_out = g_joined.view(t, n, h, d).permute(1, 2, 0, 3).reshape(n * h, t, d)
@@ -162,8 +164,9 @@ class CausalSelfAttention(ModuleBase):
             g_joined = self.out_proj.backward(grad_output.reshape(n * t, c))
             g_out = g_joined.view(n, t, h, d).transpose(1, 2).reshape(n * h, t, d)
         attended_t = probs_t if keep is None else probs_t * keep
-        g_heads = torch.empty_like(heads)
-        torch.bmm(attended_t, g_out, out=g_heads[2])  # dv = A.T @ go
+        g_heads = torch.empty((3, *q.shape), dtype=q.dtype, device=q.device)
+        g_q, g_k, g_v = g_heads.unbind(0)
+        torch.bmm(attended_t, g_out, out=g_v)  # dv = A.T @ go
         g_probs_t = torch.bmm(v, g_out.transpose(1, 2))  # dA.T = v @ go.T
         if keep is not None:
             g_probs_t.mul_(keep)
@@ -171,13 +174,20 @@ class CausalSelfAttention(ModuleBase):
         g_scores_t = g_probs_t.mul_(probs_t)
         g_scores_t.addcmul_(probs_t, g_scores_t.sum(1, keepdim=True), value=-1)
         scale = 1 / math.sqrt(d)
-        torch.baddbmm(
-            g_heads[0], g_scores_t.transpose(1, 2), k, beta=0, alpha=scale, out=g_heads[0]
-        )
-        torch.baddbmm(g_heads[1], g_scores_t, q, beta=0, alpha=scale, out=g_heads[1])
+        torch.baddbmm(g_q, g_scores_t.transpose(1, 2), k, beta=0, alpha=scale, out=g_q)
+        torch.baddbmm(g_k, g_scores_t, q, beta=0, alpha=scale, out=g_k)
         g_qkv = g_heads.view(3, n, h, t, d).permute(1, 3, 0, 2, 4).reshape(n * t, 3 * c)
-        self.in_proj_weight.grad.addmm_(g_qkv.t(), rows)
-        self.in_proj_bias.grad.add_(g_qkv.sum(0))
+        g_qkv_t = g_qkv.t()
+        self.in_proj_weight.grad.addmm_(g_qkv_t, rows)
+        ones = self._ones
+        if (
+            ones is None
+            or ones.shape[0] != n * t
+            or ones.dtype != rows.dtype
+            or ones.device != rows.device
+        ):
+            ones = self._ones = torch.ones(n * t, dtype=rows.dtype, device=rows.device)
+        self.in_proj_bias.grad.addmv_(g_qkv_t, ones)
         if not input_gradient:
             return None
         return g_qkv.mm(self.in_proj_weight.data).view(n, t, c)
