@@ -79,7 +79,7 @@ class CrossEntropy:
         self.ignore_index = ignore_index
         self._softmax: Tensor | None = None
         self._target: Tensor | None = None
-        self._weight: Tensor | None = None  # per row: kept / number kept (class indices)
+        self._weight: Tensor | None = None  # a column: kept / number kept (class indices)
         self._shape: torch.Size | None = None
 
     def forward(self, prediction: Tensor, target: Tensor) -> Tensor:
@@ -112,9 +112,9 @@ class CrossEntropy:
             return -(self._target * log_softmax).sum(1).mean()
         flat = target.reshape(-1)
         kept = flat != self.ignore_index
-        safe = torch.where(kept, flat, 0)  # an ignored row gathers class 0, weighted 0
+        safe = flat.mul(kept).unsqueeze_(1)  # an ignored row gathers class 0, weighted 0
         try:
-            picked = log_softmax.gather(1, safe.unsqueeze(1)).squeeze(1)
+            picked = log_softmax.gather(1, safe)
         except RuntimeError:  # an index out of range: say which, in the loss's words
             bad = flat[kept & ((flat < 0) | (flat >= classes))]
             raise ValueError(
@@ -123,8 +123,10 @@ class CrossEntropy:
                 "model one output per class"
             ) from None
         # The mean over the rows kept: torch's, NaN when none is.
-        self._target, self._weight = safe, kept.to(picked.dtype).div_(kept.sum())
-        return torch.dot(picked, self._weight).neg_()
+        weight = kept.to(picked.dtype)
+        weight.div_(weight.sum())
+        self._target, self._weight = safe, weight.unsqueeze(1)
+        return torch.dot(picked.view(-1), weight).neg_()
 
     def backward(self) -> Tensor:
         p, target, shape = self._softmax, self._target, self._shape
@@ -133,8 +135,7 @@ class CrossEntropy:
         if self._weight is None:  # softmax * sum(target) - target, a row's sum 1 or not
             grad = (p * target.sum(1, keepdim=True) - target).div_(p.shape[0])
         else:  # (softmax - one_hot(target)) times the row's weight in the mean
-            grad = p.scatter_add(1, target.unsqueeze(1), torch.full_like(p[:, :1], -1.0))
-            grad.mul_(self._weight.unsqueeze(1))
+            grad = p.mul(self._weight).scatter_add_(1, target, self._weight.neg())
         return grad.reshape(shape)
 
     def accuracy(self, prediction: Tensor, target: Tensor) -> float:
