@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from .module import ModuleBase, move, named_buffers, named_parameters, parse_to, set_mode
@@ -84,16 +85,29 @@ class Sequential(ModuleBase):
             x = forward(x)
         return x
 
+    # The backward passes run under torch.inference_mode(): minidl records no graph, and
+    # there an ATen call skips autograd's bookkeeping (version counters, view tracking),
+    # a microsecond or so of each, which a small network's step is mostly made of. Inside,
+    # parameter gradients accumulate in place as anywhere; what is made there is an
+    # inference tensor, so the input gradient handed back is a copy, an ordinary tensor
+    # that the caller may change in place or feed to torch's autograd.
     def backward(self, grad_output: Tensor) -> Tensor:
-        for backward in self._backwards:
-            grad_output = backward(grad_output)
-        return grad_output
+        if torch.is_inference_mode_enabled():  # inside an enclosing chain's backward
+            for backward in self._backwards:
+                grad_output = backward(grad_output)
+            return grad_output
+        grad = grad_output
+        with torch.inference_mode():
+            for backward in self._backwards:
+                grad = backward(grad)
+        return grad if grad is grad_output else grad.clone()
 
     def backward_parameters(self, grad_output: Tensor) -> None:
         """Accumulate the parameter gradients as :meth:`backward` does, without computing
         the gradient with respect to the input (a data batch needs none)."""
-        for backward in self._backwards_parameters:
-            grad_output = backward(grad_output)
+        with torch.inference_mode():
+            for backward in self._backwards_parameters:
+                grad_output = backward(grad_output)
 
     def parameters(self) -> list[Parameter]:
         return [p for m in self.layers for p in m.parameters()]

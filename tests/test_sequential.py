@@ -191,6 +191,57 @@ def test_backward_parameters_without_the_first_modules_support_is_backward() -> 
     assert torch.equal(empty.forward(torch.ones(2, 1)), torch.ones(2, 1)) and len(empty) == 0
 
 
+class Probe:
+    """Passes its input and gradient through, noting whether its backward ran under
+    torch.inference_mode(); with ``fail``, its backward raises."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.seen = fail, []
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def backward(self, grad_output: Tensor) -> Tensor:
+        self.seen.append(torch.is_inference_mode_enabled())
+        if self.fail:
+            raise RuntimeError("probe failed")
+        return grad_output
+
+    def parameters(self) -> list[Parameter]:
+        return []
+
+
+def test_backward_runs_in_inference_mode_and_hands_back_ordinary_tensors() -> None:
+    torch.manual_seed(4)
+    probe = Probe()
+    model = Sequential(Linear(3, 4), ReLU(), Sequential(Linear(4, 4), probe, Tanh()), Linear(4, 2))
+    x = torch.randn(5, 3)
+    model.forward(x)
+    grad = model.backward(torch.randn(5, 2))
+    assert probe.seen == [True] and not torch.is_inference_mode_enabled()
+    # What it hands back and what it leaves in the gradients are ordinary tensors: the
+    # caller may change them in place, and torch's autograd may record them.
+    assert not grad.is_inference()
+    grad.mul_(2)
+    weight = torch.ones(3, requires_grad=True)
+    (grad * weight).sum().backward()
+    assert torch.equal(weight.grad, grad.sum(0))
+    for p in model.parameters():
+        assert not p.grad.is_inference()
+        p.grad.mul_(0.5)
+    model.backward_parameters(torch.randn(5, 2))
+    assert probe.seen == [True, True] and not torch.is_inference_mode_enabled()
+
+
+def test_a_backward_that_raises_leaves_inference_mode() -> None:
+    model = Sequential(Linear(2, 2), Probe(fail=True))
+    model.forward(torch.randn(3, 2))
+    for backward in (model.backward, model.backward_parameters):
+        with pytest.raises(RuntimeError, match="probe failed"):
+            backward(torch.ones(3, 2))
+        assert not torch.is_inference_mode_enabled()
+
+
 def test_non_modules_are_rejected_with_a_clear_message() -> None:
     with pytest.raises(TypeError) as info:
         Sequential(Linear(2, 3), "relu")  # type: ignore[arg-type]
