@@ -88,7 +88,7 @@ class LayerNorm(ModuleBase):
             through_var = g_xhat.mean(-1, keepdim=True)
             return (g - through_mean).addcmul_(xhat, through_var, value=-1).mul_(invstd)
         w = self.weight.data
-        rows, rows_xhat = g.reshape(-1, c), g_xhat.view(-1, c)
+        rows, rows_xhat = g.reshape(-1, c), g_xhat.reshape(-1, c)
         self.weight.grad.add_(rows_xhat.sum(0))
         self.bias.grad.add_(rows.sum(0))
         # C * mean(gh) + xhat * C * mean(gh * xhat), into xhat's memory.

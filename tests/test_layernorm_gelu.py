@@ -33,6 +33,23 @@ def test_layernorm_equals_torch(shape: tuple, affine: bool, eps: float, training
     assert [n for n, _ in layer.named_parameters()] == list(grads)
 
 
+def test_layernorm_takes_strided_inputs_and_gradients() -> None:
+    # A transposed view in and a transposed gradient back: the backward's row views must
+    # not assume either is contiguous.
+    gen = torch.Generator().manual_seed(2)
+    layer = LayerNorm(5, dtype=F64)
+    layer.weight.data = torch.rand(5, generator=gen, dtype=F64) + 0.5
+    twin = torch.nn.LayerNorm(5, dtype=F64)
+    twin.load_state_dict(layer.state_dict())
+    x = torch.randn(6, 4, 5, generator=gen, dtype=F64).transpose(0, 1)
+    g = torch.randn(6, 4, 5, generator=gen, dtype=F64).transpose(0, 1)
+    expected, grad_x, grads = module_reference(twin, g, x)
+    close(layer.forward(x), expected, "output")
+    close(layer.backward(g), grad_x, "input gradient")
+    for name, p in layer.named_parameters():
+        close(p.grad, grads[name], f"{name} gradient")
+
+
 def test_layernorm_keys_width_inference_and_kit() -> None:
     assert list(LayerNorm(3).state_dict()) == list(torch.nn.LayerNorm(3).state_dict())
     model = minidl.build("linear(6), layernorm, layernorm(eps=0.01)", (2,))
