@@ -48,6 +48,7 @@ class Sequential(ModuleBase):
     def _link(self) -> None:
         modules = self.layers
         fresh = [getattr(m, "returns_fresh", False) is True for m in modules]
+        self._fresh: tuple[bool, ...] = tuple(fresh)  # per module: its results are new tensors
 
         def method(m: Module, name: str, allowed: bool) -> Callable[[Tensor], Tensor]:
             alternative = getattr(m, name, None) if allowed else None

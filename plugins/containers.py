@@ -30,11 +30,6 @@ class Residual(Sequential):
     def __init__(self, module: Module, *modules: Module) -> None:
         super().__init__(module, *modules)
 
-    def _link(self) -> None:
-        super()._link()
-        fresh = [getattr(m, "returns_fresh", False) is True for m in self.layers]
-        self._fresh_grad, self._fresh_output = fresh[0], fresh[-1]
-
     def forward(self, x: Tensor) -> Tensor:
         out = super().forward(x)
         if out.shape != x.shape:
@@ -42,14 +37,14 @@ class Residual(Sequential):
                 f"residual: its modules turn an input of shape {tuple(x.shape)} into "
                 f"{tuple(out.shape)}; the output must keep the input's shape to be added to it"
             )
-        if self._fresh_output and out.stride() == x.stride() and out.dtype == x.dtype:
+        if self._fresh[-1] and out.stride() == x.stride() and out.dtype == x.dtype:
             return out.add_(x)  # a tensor nobody else holds, still in cache: no new one
         return x + out  # x first: the sum takes x's memory layout, as torch's x + f(x)
 
     # y = x + f(x): dL/dx = g + J_f^T g, the identity path plus the chain's backward.
     def backward(self, grad_output: Tensor) -> Tensor:
         through = super().backward(grad_output)
-        if self._fresh_grad:
+        if self._fresh[0]:
             return through.add_(grad_output)  # a tensor nobody else holds: no new one
         return through + grad_output
 
