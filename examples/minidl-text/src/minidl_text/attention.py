@@ -7,7 +7,7 @@ Forward, for x of shape (N, T, C), H heads of width d = C / H, s = 1 / sqrt(d):
     S = s * q @ k.T + mask        mask = -inf above the diagonal (N*H, T, T)
     P = softmax(S) over the last dimension (the keys)
     A = dropout(P)                (training mode only; as torch's, a mask M over P)
-    o = A @ v, heads joined back  (N, T, C), laid out (T, N, C) in memory as torch's
+    o = A @ v, heads joined back  (N, T, C); with dropout laid out (T, N, C) as torch's
     y = o @ out_proj.weight.T + out_proj.bias
 
 Backward, from g = dL/dy:
