@@ -93,15 +93,13 @@ class Sequential(ModuleBase):
     # inference tensor, so the input gradient handed back is a copy, an ordinary tensor
     # that the caller may change in place or feed to torch's autograd.
     def backward(self, grad_output: Tensor) -> Tensor:
-        if torch.is_inference_mode_enabled():  # inside an enclosing chain's backward
-            for backward in self._backwards:
-                grad_output = backward(grad_output)
-            return grad_output
         grad = grad_output
         with torch.inference_mode():
             for backward in self._backwards:
                 grad = backward(grad)
-        return grad if grad is grad_output else grad.clone()
+        if grad is grad_output or torch.is_inference_mode_enabled():  # an enclosing chain's
+            return grad
+        return grad.clone()
 
     def backward_parameters(self, grad_output: Tensor) -> None:
         """Accumulate the parameter gradients as :meth:`backward` does, without computing
