@@ -93,7 +93,6 @@ class CausalSelfAttention(ModuleBase):
         self._saved: (
             tuple[Tensor, tuple[Tensor, ...], Tensor, Tensor | None, tuple[int, int]] | None
         ) = None
-        self._ones: Tensor | None = None  # the bias gradient's sum over rows as one addmv_
 
     def _causal_mask_t(self, t: int, like: Tensor) -> Tensor:
         """The causal mask transposed, (keys, queries): -inf below the diagonal."""
@@ -177,17 +176,8 @@ class CausalSelfAttention(ModuleBase):
         torch.baddbmm(g_q, g_scores_t.transpose(1, 2), k, beta=0, alpha=scale, out=g_q)
         torch.baddbmm(g_k, g_scores_t, q, beta=0, alpha=scale, out=g_k)
         g_qkv = g_heads.view(3, n, h, t, d).permute(1, 3, 0, 2, 4).reshape(n * t, 3 * c)
-        g_qkv_t = g_qkv.t()
-        self.in_proj_weight.grad.addmm_(g_qkv_t, rows)
-        ones = self._ones
-        if (
-            ones is None
-            or ones.shape[0] != n * t
-            or ones.dtype != rows.dtype
-            or ones.device != rows.device
-        ):
-            ones = self._ones = torch.ones(n * t, dtype=rows.dtype, device=rows.device)
-        self.in_proj_bias.grad.addmv_(g_qkv_t, ones)
+        self.in_proj_weight.grad.addmm_(g_qkv.t(), rows)
+        self.in_proj_bias.grad.add_(g_qkv.sum(0))
         if not input_gradient:
             return None
         return g_qkv.mm(self.in_proj_weight.data).view(n, t, c)
